@@ -1,0 +1,307 @@
+"""The lab host: one private network namespace, one run directory, one ledger.
+
+Everything a lab creates is pushed on a `Ledger` together with the function that undoes
+it, and undone in reverse order when the lab closes, whatever the reason (success,
+failure, exception, Ctrl-C). This is the `on_exit` pattern of Open vSwitch's own test
+suite.
+
+A run that dies without closing (SIGKILL, power cut) leaves its *record* behind: the run
+directory `RUN_BASE/LABID/record.json` with the owner's pid and start time. `reap()`
+removes what belongs to records whose owner is dead: processes in the lab's namespaces
+(found through /proc, not pidfiles, so nothing escapes), the namespaces named LABID and
+LABID-*, and the run directory. Every pytest session reaps at start; `labctl clean` does
+it on demand.
+
+Nothing is ever created in the root namespace: the lab namespace is created by the
+calling thread alone (see `netns.create`) and every interface is made from inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import netns, procs
+from .errors import LabError
+
+RUN_BASE = Path(os.environ.get("LABFIXTURES_RUNDIR", "/run/labfixtures"))
+PREFIX = "lf-"
+# Names made by pytest runs: lf-<run id>-<worker>; anything else needs a record to be reaped.
+_PYTEST_LABID = re.compile(r"^(lf-[0-9a-f]{6}-(?:m|w\d+))(?:-|$)")
+
+
+# -- naming ---------------------------------------------------------------------------------
+
+def run_id() -> str:
+    """Six hex digits shared by every worker of one pytest run (xdist gives us a run uid)."""
+    rid = os.environ.get("LABFIXTURES_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if rid:
+        rid = re.sub(r"[^0-9a-f]", "", rid.lower())[:6]
+    if not rid or len(rid) < 6:
+        rid = secrets.token_hex(3)
+        os.environ["LABFIXTURES_RUN_ID"] = rid
+    return rid
+
+
+def worker_id() -> str:
+    """`w3` for xdist worker gw3, `m` for a run without workers."""
+    w = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return "w" + w[2:] if w.startswith("gw") else "m"
+
+
+def default_labid() -> str:
+    return f"{PREFIX}{run_id()}-{worker_id()}"
+
+
+def check_labid(labid: str) -> None:
+    if not re.fullmatch(r"lf-[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", labid):
+        raise LabError(
+            f"lab name {labid!r} is not valid",
+            "use letters, digits, '-', '_' or '.', up to 40 characters (labfixtures adds "
+            "the 'lf-' prefix)",
+        )
+
+
+# -- the ledger ------------------------------------------------------------------------------
+
+@dataclass
+class _Entry:
+    what: str
+    undo: Callable[[], object]
+
+
+class Ledger:
+    """Creations and their undo functions, undone last-in first-out."""
+
+    def __init__(self, name: str = "lab") -> None:
+        self.name = name
+        self._entries: list[_Entry] = []
+        self._closed = False
+
+    def push(self, what: str, undo: Callable[[], object]) -> None:
+        if self._closed:
+            raise LabError(f"{self.name} is already torn down", "create a new lab")
+        self._entries.append(_Entry(what, undo))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> list[str]:
+        return [e.what for e in self._entries]
+
+    def close(self) -> None:
+        """Undo everything, even if some steps fail; then raise one error naming them."""
+        self._closed = True
+        failures: list[str] = []
+        with _sigint_deferred():
+            while self._entries:
+                entry = self._entries.pop()
+                try:
+                    entry.undo()
+                except Exception as e:  # noqa: BLE001 - every step must get its chance
+                    failures.append(f"{entry.what}: {e}")
+        if failures:
+            raise LabError(
+                f"teardown of {self.name} left errors:\n  " + "\n  ".join(failures),
+                "run `labctl clean` to remove what is left",
+            )
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until teardown finishes, so a second Ctrl-C cannot leave half a lab."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[tuple[int, object]] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda s, f: pending.append((s, f)))
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if pending:
+            raise KeyboardInterrupt
+
+
+# -- records and the reaper ------------------------------------------------------------------
+
+@dataclass
+class Record:
+    labid: str
+    pid: int
+    pid_start: int | None
+    created: float
+    persistent: bool = False
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def owner_alive(self) -> bool:
+        st = procs.start_time(self.pid)
+        return st is not None and st == self.pid_start
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        return cls(**json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+
+
+def lab_namespaces(labid: str) -> list[str]:
+    return [n for n in netns.list_names() if n == labid or n.startswith(labid + "-")]
+
+
+def destroy_lab(labid: str, run_base: Path | None = None) -> list[str]:
+    """Kill every process of lab LABID, delete its namespaces and run directory."""
+    removed: list[str] = []
+    namespaces = lab_namespaces(labid)
+    victims = sorted({p for n in namespaces for p in netns.pids(n)} - {os.getpid()})
+    if victims:
+        procs.terminate(victims)
+        removed.append(f"{len(victims)} process(es) of {labid}: {victims}")
+    for name in namespaces:
+        if netns.delete(name):
+            removed.append(f"network namespace {name}")
+    rundir = (run_base or RUN_BASE) / labid
+    if rundir.exists():
+        shutil.rmtree(rundir, ignore_errors=True)
+        removed.append(f"run directory {rundir}")
+    return removed
+
+
+def records(run_base: Path | None = None) -> list[Record]:
+    base = run_base or RUN_BASE
+    out = []
+    for rec in sorted(base.glob("*/record.json")) if base.exists() else []:
+        try:
+            out.append(Record.load(rec))
+        except (OSError, ValueError, TypeError):
+            continue
+    return out
+
+
+def reap(run_base: Path | None = None, *, include_persistent: bool = False) -> list[str]:
+    """Remove the labs whose owner is dead (and, if asked, the persistent `labctl up` labs).
+
+    Returns one line per thing removed, for `labctl clean` to print.
+    """
+    base = run_base or RUN_BASE
+    removed: list[str] = []
+    known: set[str] = set()
+    if base.exists():
+        for d in sorted(base.iterdir()):
+            if not d.is_dir() or not d.name.startswith(PREFIX):
+                continue
+            known.add(d.name)
+            try:
+                rec = Record.load(d / "record.json")
+            except (OSError, ValueError, TypeError):
+                rec = None
+            if rec is not None:
+                if rec.persistent and not include_persistent:
+                    continue
+                if not rec.persistent and rec.owner_alive():
+                    continue
+            elif time.time() - d.stat().st_mtime < 10:
+                continue  # being created right now
+            removed += destroy_lab(d.name, base)
+    # namespaces of a pytest run that died before writing its record
+    for name in netns.list_names():
+        m = _PYTEST_LABID.match(name)
+        labid = m.group(1) if m else ""
+        if labid and labid not in known:
+            removed += destroy_lab(labid, base)
+            known.add(labid)
+    return removed
+
+
+# -- the lab host ----------------------------------------------------------------------------
+
+class LabHost:
+    """A private network namespace and run directory, torn down by its ledger.
+
+    `with LabHost() as host:` creates them; `host.ledger` records every later creation.
+    The namespace is named LABID; extra namespaces (veth hosts) are named LABID-NAME so
+    that the reaper finds them.
+    """
+
+    def __init__(self, labid: str | None = None, *, run_base: Path | None = None,
+                 persistent: bool = False, source: str = "") -> None:
+        self.labid = labid or default_labid()
+        check_labid(self.labid)
+        self.run_base = run_base or RUN_BASE
+        self.rundir = self.run_base / self.labid
+        self.persistent = persistent
+        self.source = source
+        self.ledger = Ledger(self.labid)
+        self._opened = False
+
+    @property
+    def ns(self) -> str:
+        return self.labid
+
+    def child_ns(self, name: str) -> str:
+        return f"{self.labid}-{name}"
+
+    def open(self) -> LabHost:
+        if os.geteuid() != 0:
+            raise LabError("labfixtures needs root privileges to build a lab",
+                           "run as root: `sudo .venv/bin/pytest ...` or `sudo labctl ...`")
+        if self.rundir.exists() or netns.exists(self.ns):
+            raise LabError(f"a lab named {self.labid!r} already exists",
+                           f"take it down with `labctl down {self.labid}` or pick another name")
+        procs.become_subreaper()
+        self.rundir.mkdir(parents=True, mode=0o755)
+        self.ledger.push(f"run directory {self.rundir}",
+                         lambda: shutil.rmtree(self.rundir, ignore_errors=True))
+        Record(self.labid, os.getpid(), procs.start_time(os.getpid()), time.time(),
+               self.persistent, self.source).save(self.rundir / "record.json")
+        try:
+            netns.create(self.ns)
+            self.ledger.push(f"network namespace {self.ns}", lambda: self._delete_ns())
+            from .netlink import Netlink
+
+            with Netlink(self.ns) as nl:
+                nl.set_up("lo")
+        except BaseException:
+            self.ledger.close()
+            raise
+        self._opened = True
+        return self
+
+    def _delete_ns(self) -> None:
+        # anything still running in our namespaces (a daemon that ignored SIGTERM) dies now
+        leftovers = [p for n in lab_namespaces(self.labid) for p in netns.pids(n)]
+        leftovers = [p for p in leftovers if p != os.getpid()]
+        if leftovers:
+            procs.terminate(leftovers, grace=1.0)
+        for n in lab_namespaces(self.labid):
+            netns.delete(n)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> LabHost:
+        if not self._opened:
+            self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,66 @@
+"""Processes we start and must be sure to end: liveness that survives pid reuse, and a
+terminate-then-kill with a grace period (ovs-vswitchd sometimes needs ~1 s on SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def become_subreaper() -> None:
+    """Adopt the daemons we start with --detach: when their parent exits they become our
+    children, so we can reap them. Otherwise they stay zombies (`<defunct>` in `pgrep`)
+    until PID 1 gets to them, which on some hosts is a long time."""
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _gone(pid: int) -> bool:
+    """Reap PID if it is our child and has exited; otherwise ask /proc."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not alive(pid)
+    return done == pid
+
+
+def terminate(pids: Iterable[int], grace: float = 1.5) -> None:
+    """SIGTERM every pid, wait up to GRACE seconds, SIGKILL the survivors; reap our
+    children (a multi-threaded daemon looks like a zombie in /proc before it can be
+    reaped, so waitpid is the only reliable judge for them)."""
+    pending = list(pids)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pending:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while pending and time.monotonic() < deadline:
+            pending = [p for p in pending if not _gone(p)]
+            if pending:
+                time.sleep(0.005)
+        if not pending:
+            return
