@@ -1,0 +1,175 @@
+"""The lab host, links and Open vSwitch on real namespaces and a real OVS."""
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from labfixtures import netns
+from labfixtures.errors import LabError
+from labfixtures.lab import HostSpec, Lab
+
+pytestmark = pytest.mark.root
+
+
+def root_links() -> list[str]:
+    return sorted(name for _, name in socket.if_nameindex())
+
+
+def test_lab_host_lives_in_its_own_namespace(lab):
+    assert netns.exists(lab.ns)
+    assert lab.ns.startswith("lf-")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    assert lab.ns.endswith("-w" + worker[2:] if worker else "-m")
+    names = [link.name for link in lab.nl.links()]
+    assert "lo" in names and "eth0" not in names
+    assert (lab.rundir / "record.json").exists()
+
+
+def test_tap_with_group_and_multi_queue(lab):
+    before = root_links()
+    name = lab.tap(9, group="kvm", multi_queue=True)
+    assert name == "tap9"
+    details = lab.run(["ip", "-d", "link", "show", "tap9"]).stdout
+    assert "tun type tap" in details
+    assert "multi_queue" in details
+    assert "group kvm" in details
+    assert lab.nl.link("tap9").up
+    lab.nl.set_up("tap9", False)
+    assert not lab.nl.link("tap9").up
+    assert root_links() == before  # created inside the lab, never in the root namespace
+
+
+def test_tap_number_out_of_range_or_taken(lab):
+    with pytest.raises(LabError, match="out of range") as e:
+        lab.tap(70000)
+    assert "0 to 65535" in e.value.remedy
+    lab.tap(3)
+    with pytest.raises(LabError, match="tap3 already exists") as e:
+        lab.tap(3)
+    assert "another tap number" in e.value.remedy
+
+
+def test_port_that_exists_is_refused_with_remedy(lab, switch):
+    lab.tap(2)
+    switch.add_port("tap2", tag=2)
+    with pytest.raises(LabError) as e:
+        switch.add_port("tap2", tag=3)
+    assert "already exists" in e.value.problem
+    assert e.value.remedy
+    assert switch.port_mode("tap2").tag == 2
+
+
+def test_port_for_a_missing_interface_is_refused(switch):
+    with pytest.raises(LabError, match="no such interface") as e:
+        switch.add_port("tap42", tag=2)
+    assert "lab.tap" in e.value.remedy
+    assert "tap42" not in switch.ports()
+
+
+def test_access_trunk_and_native_modes_read_back(lab, switch):
+    for n in (2, 3, 4):
+        lab.tap(n)
+    switch.add_port("tap2", tag=2)
+    switch.add_port("tap3", trunks=[2, 3])
+    switch.add_port("tap4", trunks=[2, 3], native=5)
+    assert str(switch.port_mode("tap2")) == "access, VLAN 2"
+    assert str(switch.port_mode("tap3")) == "trunk (2,3)"
+    assert switch.port_mode("tap4").mode == "trunk"
+    assert switch.port_mode("tap4").tag == 5
+    # the guide's ovs-startup.sh greps vlan_mode: it must read "access" for an access port
+    assert "access" in lab.ovs.vsctl("list", "port", "tap2")
+
+
+def test_many_ports_in_one_transaction(lab, switch):
+    from labfixtures.ovs import PortSpec
+
+    names = [lab.tap(n) for n in range(10, 20)]
+    switch.add_ports([PortSpec(n, tag=2) for n in names])
+    assert sorted(switch.ports()) == sorted(names)
+    assert "Bridge sw0" in switch.show()
+
+
+def test_addresses_routes_and_sysctls_read_as_data(lab, switch):
+    svi = switch.svi(2, "203.0.113.129/26")
+    lab.enable_forwarding()
+    assert lab.nl.sysctl("net.ipv4.ip_forward") == "1"
+    assert lab.nl.sysctl("net.ipv4.conf.all.log_martians") == "1"
+    assert [a.cidr for a in lab.addresses(svi, socket.AF_INET)] == ["203.0.113.129/26"]
+    connected = [r for r in lab.routes() if r.dst == "203.0.113.128/26"]
+    assert connected and connected[0].dev == svi and connected[0].proto == "kernel"
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_forwarding = f.read().strip()
+    assert host_forwarding == subprocess.run(
+        ["sysctl", "-n", "net.ipv4.ip_forward"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_scope_teardown_undoes_everything(lab_host):
+    with lab_host.scope("inner") as inner:
+        sw = inner.switch("swx")
+        inner.tap(5)
+        inner.veth_host("hx", sw, tag=7, addresses=["192.0.2.1/24"])
+        inner.sysctl("net.ipv4.ip_forward", 1)
+        assert netns.exists(lab_host.host.child_ns("hx"))
+    assert not netns.exists(lab_host.host.child_ns("hx"))
+    assert not lab_host.nl.exists("tap5")
+    assert "swx" not in lab_host.ovs.vsctl("list-br").split()
+    assert lab_host.nl.sysctl("net.ipv4.ip_forward") == "0"
+
+
+def test_same_host_name_in_consecutive_scopes(lab_host):
+    for _ in range(3):
+        with lab_host.scope() as s:
+            sw = s.switch("sw9")
+            h = s.veth_host("again", sw, addresses=["192.0.2.10/24"])
+            assert [a.cidr for a in h.addresses(socket.AF_INET)] == ["192.0.2.10/24"]
+            assert s.nl.link("again").up
+
+
+def test_tcp_between_veth_hosts_through_the_switch(lab, switch):
+    """TCP needs TX checksum offload off on the userspace datapath (DESIGN §2)."""
+    a = lab.veth_host("ha", switch, tag=2, addresses=["192.0.2.1/24"])
+    b = lab.veth_host("hb", switch, tag=2, addresses=["192.0.2.2/24"])
+    server = b.popen(["python3", "-c",
+                      "import socket;s=socket.socket();"
+                      "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+                      "s.bind(('192.0.2.2',5001));s.listen();print('up',flush=True);"
+                      "c,_=s.accept();c.sendall(b'x'*200000);c.close()"],
+                     stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "up"
+    out = a.run(["python3", "-c",
+                 "import socket;c=socket.create_connection(('192.0.2.2',5001),timeout=5);"
+                 "n=0\nwhile (d:=c.recv(65536)): n+=len(d)\nprint(n)"], timeout=20)
+    assert out.stdout.strip() == "200000"
+    server.wait(timeout=10)
+
+
+def test_64_hosts_on_one_switch(lab, switch):
+    hosts = lab.veth_hosts(
+        [HostSpec(f"h{i}", addresses=[f"10.9.0.{i + 1}/24"]) for i in range(64)], switch)
+    assert len(switch.ports()) == 64
+    assert hosts[0].ping("10.9.0.64")
+    assert hosts[63].ping("10.9.0.1")
+
+
+def test_wrong_datapath_is_refused_before_anything_is_made():
+    from labfixtures.ovs import kernel_datapath_available
+
+    before = set(netns.list_names())
+    if kernel_datapath_available():
+        pytest.skip("this host has the kernel datapath: nothing to refuse")
+    with pytest.raises(LabError, match="module is\\s+not loaded|not loaded"):
+        Lab.open("lf-refused", datapath="system")
+    assert set(netns.list_names()) - before == set()
+
+
+def test_missing_ovs_tool_is_reported(monkeypatch, tmp_path):
+    from labfixtures import ovs
+
+    monkeypatch.setattr(ovs.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(ovs.os.path, "exists", lambda p: False)
+    with pytest.raises(LabError, match="ovs-vswitchd|ovsdb-tool") as e:
+        ovs.OvsServer("lf-none", tmp_path, "netdev").start()
+    assert "apt-get install openvswitch-switch" in e.value.remedy

@@ -1,0 +1,33 @@
+"""doctor's verdict and labctl's help (pure logic)."""
+
+import pytest
+
+from labfixtures import cli, doctor
+from labfixtures.doctor import FAIL, OK, WARN, Check
+
+
+def test_verdict_fails_only_on_fail():
+    assert doctor.verdict([Check("a", OK, ""), Check("b", WARN, "TCG")])
+    assert not doctor.verdict([Check("a", OK, ""), Check("ovs", FAIL, "missing", "apt")])
+
+
+def test_render_names_the_remedy():
+    text = doctor.render([Check("Open vSwitch", FAIL, "missing: ovs-vswitchd",
+                                "apt-get install openvswitch-switch")])
+    assert "remedy: apt-get install openvswitch-switch" in text
+    assert "No lab can run here" in text
+
+
+def test_json_shape():
+    data = doctor.as_json([Check("kernel", OK, "Linux")])
+    assert data == {"can_run": True, "checks": [
+        {"name": "kernel", "status": "ok", "found": "Linux", "remedy": ""}]}
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("doctor", "clean", "status"):
+        assert command in out
