@@ -11,6 +11,7 @@ with the guest images). The checks are those a teacher makes by hand.
 """
 
 import socket
+import subprocess
 import time
 
 import pytest
@@ -92,7 +93,7 @@ def test_tcp_crosses_the_switch(table1):
                        "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
                        "s.bind(('203.0.113.130',22));s.listen();"
                        "print('up',flush=True);c,_=s.accept();c.close()"],
-                      stdout=__import__("subprocess").PIPE, text=True)
+                      stdout=subprocess.PIPE, text=True)
     assert server.stdout.readline().strip() == "up"
     from labfixtures import probes
 

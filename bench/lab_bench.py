@@ -1,0 +1,121 @@
+"""Benchmark the lab host, side by side with Mininet in the same run.
+
+    .venv/bin/python bench/lab_bench.py --runs 5       (needs `ci/setup --bench` for Mininet)
+
+Per run, for labfixtures exactly as for the peer (bench/mininet_peer.py):
+  lab_ready      a lab host with its private Open vSwitch ready (namespace, run directory,
+                 ovsdb-server, ovs-vswitchd): once per pytest worker;
+  hostsN_up      one switch and N veth hosts with addresses, on its ports (the first
+                 switch of a fresh ovs-vswitchd pays a one-off ~0.1 s, in hosts2_up, for
+                 both tools);
+  hostsN_first_ping  h1 -> hN, one ICMP echo;
+  hostsN_down    the switch and the hosts removed, the lab host kept (a pytest scope);
+  hosts2_*_warm  the same 2 hosts again on the now warm ovs-vswitchd: what every test
+                 after a worker's first one pays (Mininet has no such case: each run
+                 of it restarts OVS);
+  lab_close      the lab host torn down (daemons stopped, namespaces gone).
+Medians are printed with the ratio Mininet / labfixtures; the raw runs go to JSON
+(--json FILE). Timings are never asserted in tests: this is where they live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from labfixtures.lab import HostSpec, Lab
+
+SIZES = (2, 64)
+KEYS = ["lab_ready"] + [f"hosts{n}_{w}" for n in SIZES for w in ("up", "first_ping", "down")] \
+    + ["hosts2_up_warm", "hosts2_down_warm", "lab_close"]
+TARGETS = {"lab_ready": 0.2, "hosts2_up": 0.05, "hosts2_down": 0.05, "hosts64_up": 0.3,
+           "hosts64_down": 0.15}
+
+
+def measure_once(results: dict[str, list[float]]) -> None:
+    t = time.perf_counter()
+    lab = Lab.open()
+    results["lab_ready"].append(time.perf_counter() - t)
+    try:
+        for n, suffix in [(2, ""), (64, ""), (2, "_warm")]:
+            with lab.scope(f"{n}hosts") as scope:
+                t = time.perf_counter()
+                sw = scope.switch("s1")
+                hosts = scope.veth_hosts(
+                    [HostSpec(f"h{i + 1}", addresses=[f"10.0.{i // 250}.{i % 250 + 1}/16"])
+                     for i in range(n)], sw)
+                results[f"hosts{n}_up{suffix}"].append(time.perf_counter() - t)
+                target = hosts[-1].spec.addresses[0].split("/")[0]
+                t = time.perf_counter()
+                if not hosts[0].ping(target, timeout=2):
+                    raise RuntimeError(f"ping h1 -> h{n} failed")
+                if not suffix:
+                    results[f"hosts{n}_first_ping"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+            results[f"hosts{n}_down{suffix}"].append(time.perf_counter() - t)
+    finally:
+        t = time.perf_counter()
+        lab.close()
+        results["lab_close"].append(time.perf_counter() - t)
+
+
+def run_peer(runs: int) -> dict | None:
+    script = Path(__file__).with_name("mininet_peer.py")
+    try:
+        import shutil
+
+        if not shutil.which("mn"):
+            print("mininet is not installed (ci/setup --bench): peer skipped", file=sys.stderr)
+            return None
+        cp = subprocess.run(["/usr/bin/python3", str(script), "--runs", str(runs)],
+                            capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        print("the Mininet peer timed out", file=sys.stderr)
+        return None
+    if cp.returncode != 0:
+        print(f"the Mininet peer failed:\n{cp.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(cp.stdout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the Mininet peer")
+    ap.add_argument("--json", type=Path, help="write raw runs and medians here")
+    args = ap.parse_args()
+
+    ours: dict[str, list[float]] = {k: [] for k in KEYS}
+    for i in range(args.runs):
+        measure_once(ours)
+        print(f"labfixtures run {i + 1}/{args.runs} done", file=sys.stderr)
+    peer = None if args.no_peer else run_peer(args.runs)
+
+    print(f"\nmedians of {args.runs} runs, seconds ({platform.node()}, "
+          f"{platform.release()})")
+    print(f"{'measure':<20}{'labfixtures':>12}{'target':>9}{'Mininet':>10}{'ratio':>8}")
+    summary = {}
+    for key in KEYS:
+        mine = statistics.median(ours[key])
+        theirs = None
+        if peer and key in peer["results"] and peer["results"][key]:
+            theirs = statistics.median(peer["results"][key])
+        target = TARGETS.get(key)
+        ratio = f"{theirs / mine:7.1f}x" if theirs and mine else "       -"
+        print(f"{key:<20}{mine:12.3f}{(f'{target:.2f}' if target else '-'):>9}"
+              f"{(f'{theirs:.3f}' if theirs is not None else '-'):>10}{ratio}")
+        summary[key] = {"labfixtures": mine, "mininet": theirs, "target": target}
+    if args.json:
+        args.json.write_text(json.dumps({"labfixtures": ours, "peer": peer,
+                                         "medians": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
