@@ -143,16 +143,11 @@ class Lab:
                            "give each switch its own name")
         ovs = self.ovs
         ovs.add_bridge(name)
-        sw = Switch(self, name)
+        sw = Switch(self, name, self.ledger)
         self._s.switches[name] = sw
-        self.ledger.push(f"switch {name}", lambda: self._del_switch(name))
+        self.ledger.push(f"switch {name}", sw.delete)
         self.nl.set_up(name)
         return sw
-
-    def _del_switch(self, name: str) -> None:
-        self._s.switches.pop(name, None)
-        if self._s.ovs is not None:
-            self._s.ovs.vsctl("--if-exists", "del-br", name)
 
     def tap(self, number_or_name: int | str, *, group: str | int | None = None,
             multi_queue: bool = False, up: bool = True) -> str:
@@ -304,11 +299,12 @@ class Lab:
 def _remove_hosts(lab: Lab, hosts: list[VethHost], switch: Switch | None) -> None:
     """Their switch ports in one transaction, then their namespaces: the veth pairs die
     with them (the kernel does that part asynchronously, see `Lab._wait_gone`)."""
-    if switch is not None and hosts and lab._s.ovs is not None:
-        tx = lab._s.ovs.transaction()
-        for h in hosts:
-            tx.add("--if-exists", "del-port", switch.name, h.name)
-        tx.commit()
+    if switch is not None and hosts and not switch.deleted:
+        if switch.ledger is lab.ledger:
+            # the switch goes in this same teardown: one del-br takes all its ports
+            switch.delete()
+        else:
+            switch._del_ports([h.name for h in hosts])
     for h in hosts:
         lab._s.hosts.pop(h.name, None)
         h.stop_processes()
@@ -402,9 +398,20 @@ class VethHost:
 class Switch:
     """An Open vSwitch bridge of the lab."""
 
-    def __init__(self, lab: Lab, name: str) -> None:
+    def __init__(self, lab: Lab, name: str, ledger: Ledger) -> None:
         self.lab = lab
         self.name = name
+        self.ledger = ledger  # the scope that created it, and will delete it
+        self.deleted = False
+
+    def delete(self) -> None:
+        """`ovs-vsctl del-br`: the bridge and all its ports, in one transaction."""
+        if self.deleted:
+            return
+        self.deleted = True
+        self.lab._s.switches.pop(self.name, None)
+        if self.lab._s.ovs is not None:
+            self.lab._s.ovs.vsctl("--if-exists", "del-br", self.name)
 
     def __repr__(self) -> str:
         return f"Switch({self.name!r})"
@@ -437,6 +444,8 @@ class Switch:
                 self.lab.nl.set_up(s.name)
 
     def _del_ports(self, names: list[str]) -> None:
+        if self.deleted:
+            return
         tx = self.lab.ovs.transaction()
         for n in names:
             tx.add("--if-exists", "del-port", self.name, n)
