@@ -1,0 +1,372 @@
+"""Lab files: a YAML description of a lab, validated with errors that name the file, the
+key and the fix, then built on a lab host.
+
+    name: seed-minimal                 # the lab is lf-seed-minimal
+    forwarding: true                   # IPv4/IPv6 forwarding in the lab host (§10)
+    switches:
+      sw0:
+        svis:                          # internal ports sw0-vlanV, the VMs' gateways
+          - {vlan: 2, addresses: [203.0.113.129/26]}
+    taps:                              # `ip tuntap add mode tap dev tapN ...` (§9)
+      - {number: 2, switch: sw0, vlan: 2, group: kvm, multi_queue: false}
+    hosts:                             # veth hosts: a namespace with eth0 on a port
+      h3: {switch: sw0, vlan: 3, addresses: [203.0.113.131/26]}
+    vms:
+      vm0:
+        image: tiny                    # or debian
+        memory: 256                    # MB, at least 128 (the guide's check)
+        profile: fast                  # fast (microvm), pc or q35
+        nics:
+          - tap: 2                     # MAC b8:ad:ca:fe:00:02 from the tap number
+            addresses: [203.0.113.130/26]
+            gateway: 203.0.113.129
+          - user: {}                   # user-mode networking, SSH forwarded from 2200+N
+
+A port is an access port with `vlan: V`, a trunk with `trunks: [V, ...]` (and optionally
+`native: V`), or a trunk of every VLAN with neither.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+
+
+class LabFileError(LabError):
+    """A mistake in a lab file: where it is (file and key) and how to fix it."""
+
+    def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
+        self.source = source
+        self.key = key
+        super().__init__(f"{source}: {key}: {problem}", fix)
+
+
+@dataclass(frozen=True)
+class PortDef:
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
+    native: int | None = None
+
+
+@dataclass(frozen=True)
+class SviDef:
+    vlan: int
+    addresses: tuple[str, ...] = ()
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SwitchDef:
+    name: str
+    svis: tuple[SviDef, ...] = ()
+
+
+@dataclass(frozen=True)
+class TapDef:
+    number: int
+    switch: str | None = None
+    port: PortDef = PortDef()
+    group: str | None = None
+    multi_queue: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"tap{self.number}"
+
+
+@dataclass(frozen=True)
+class HostDef:
+    name: str
+    switch: str | None = None
+    port: PortDef = PortDef()
+    addresses: tuple[str, ...] = ()
+    gateway: str | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class NicDef:
+    kind: str  # "tap" or "user"
+    tap: int | None = None
+    addresses: tuple[str, ...] = ()
+    gateway: str | None = None
+    dhcp: bool = False
+    ssh_port: int | None = None
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class VmDef:
+    name: str
+    image: str = "tiny"
+    memory: int = 256
+    vcpus: int = 1
+    profile: str = "fast"
+    nics: tuple[NicDef, ...] = ()
+
+
+@dataclass
+class LabFile:
+    name: str
+    source: str = "<lab file>"
+    datapath: str = "auto"
+    forwarding: bool = False
+    switches: dict[str, SwitchDef] = field(default_factory=dict)
+    taps: list[TapDef] = field(default_factory=list)
+    hosts: dict[str, HostDef] = field(default_factory=dict)
+    vms: dict[str, VmDef] = field(default_factory=dict)
+
+    @property
+    def labid(self) -> str:
+        return f"lf-{self.name}"
+
+
+# -- validation helpers ----------------------------------------------------------------------
+
+class _V:
+    """Walks the YAML tree, keeping the dotted key path for error messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str, fix: str) -> LabFileError:
+        return LabFileError(self.source, key, problem, fix)
+
+    def mapping(self, value: Any, key: str, allowed: set[str],
+                required: tuple[str, ...] = ()) -> dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__} {value!r}",
+                            f"write `{key.rsplit('.', 1)[-1]}:` followed by indented keys")
+        prefix = "" if key == "(top)" else f"{key}."
+        for k in value:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
+                hint = f"did you mean `{close[0]}`?" if close else \
+                    f"allowed keys: {', '.join(sorted(allowed))}"
+                raise self.fail(f"{prefix}{k}", "unknown key", hint)
+        for k in required:
+            if k not in value:
+                where = "at the top of the file" if key == "(top)" else f"under `{key}`"
+                raise self.fail(f"{prefix}{k}", "missing", f"add `{k}:` {where}")
+        return value
+
+    def list_(self, value: Any, key: str) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a list, got {value!r}",
+                            f"write each item on its own line starting with `- ` under {key}")
+        return value
+
+    def int_(self, value: Any, key: str, lo: int, hi: int, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"{value!r} is not a whole number", f"give {what}")
+        if not lo <= value <= hi:
+            raise self.fail(key, f"{value} is out of range", f"give {what} ({lo} to {hi})")
+        return value
+
+    def bool_(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"{value!r} is not true or false", "write true or false")
+        return value
+
+    def vlan(self, value: Any, key: str) -> int:
+        return self.int_(value, key, 1, 4094, "a VLAN id")
+
+    def cidr(self, value: Any, key: str) -> str:
+        try:
+            iface = ipaddress.ip_interface(str(value))
+        except ValueError:
+            raise self.fail(key, f"{value!r} is not an address with a prefix",
+                            "write it like 203.0.113.130/26") from None
+        if "/" not in str(value):
+            raise self.fail(key, f"{value} has no prefix length",
+                            f"write it with its prefix, e.g. {value}/26")
+        return str(iface)
+
+    def ip(self, value: Any, key: str) -> str:
+        try:
+            return str(ipaddress.ip_address(str(value)))
+        except ValueError:
+            raise self.fail(key, f"{value!r} is not an IP address",
+                            "write a plain address such as 203.0.113.129") from None
+
+    def name(self, value: Any, key: str, maxlen: int = 15) -> str:
+        if not isinstance(value, str) or not re.fullmatch(
+                rf"[A-Za-z][A-Za-z0-9_.-]{{0,{maxlen - 1}}}", value):
+            raise self.fail(key, f"{value!r} is not a usable name",
+                            f"start with a letter; letters, digits, '-', '_', '.'; "
+                            f"{maxlen} characters at most")
+        return value
+
+    def port(self, d: dict, key: str) -> PortDef:
+        vlan = self.vlan(d["vlan"], f"{key}.vlan") if "vlan" in d else None
+        trunks = tuple(self.vlan(v, f"{key}.trunks[{i}]")
+                       for i, v in enumerate(self.list_(d.get("trunks"), f"{key}.trunks")))
+        native = self.vlan(d["native"], f"{key}.native") if "native" in d else None
+        if vlan is not None and (trunks or native is not None):
+            raise self.fail(f"{key}.vlan", "an access port (vlan) cannot also be a trunk",
+                            "keep `vlan:` for an access port, or `trunks:`/`native:` for a "
+                            "trunk")
+        return PortDef(vlan, trunks, native)
+
+
+PORT_KEYS = {"switch", "vlan", "trunks", "native"}
+
+
+def parse(data: Any, source: str = "<lab file>") -> LabFile:
+    """Validate the YAML tree DATA; every mistake names SOURCE, the key and the fix."""
+    v = _V(source)
+    top = v.mapping(data, "(top)", {"name", "datapath", "forwarding", "switches", "taps",
+                                    "hosts", "vms"}, required=("name",))
+    lab = LabFile(name=v.name(top["name"], "name", maxlen=40), source=source)
+    lab.datapath = top.get("datapath", "auto")
+    if lab.datapath not in ("auto", "system", "netdev"):
+        raise v.fail("datapath", f"{lab.datapath!r} is not a datapath",
+                     "use auto, system (kernel module) or netdev (userspace)")
+    lab.forwarding = v.bool_(top.get("forwarding", False), "forwarding")
+
+    for sname, sw in v.mapping(top.get("switches"), "switches",
+                               allowed=set(top.get("switches") or {})).items():
+        key = f"switches.{sname}"
+        v.name(sname, key)
+        sw = v.mapping(sw, key, {"svis"})
+        svis = []
+        for i, svi in enumerate(v.list_(sw.get("svis"), f"{key}.svis")):
+            k = f"{key}.svis[{i}]"
+            svi = v.mapping(svi, k, {"vlan", "addresses", "name"}, required=("vlan",))
+            svis.append(SviDef(
+                vlan=v.vlan(svi["vlan"], f"{k}.vlan"),
+                addresses=tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
+                                enumerate(v.list_(svi.get("addresses"), f"{k}.addresses"))),
+                name=v.name(svi["name"], f"{k}.name") if "name" in svi else None))
+        lab.switches[sname] = SwitchDef(sname, tuple(svis))
+
+    def switch_ref(d: dict, key: str) -> str | None:
+        s = d.get("switch")
+        if s is not None and s not in lab.switches:
+            known = ", ".join(lab.switches) or "none declared"
+            raise v.fail(f"{key}.switch", f"no switch named {s!r}",
+                         f"declare it under `switches:` (switches: {known})")
+        if s is None and any(k in d for k in ("vlan", "trunks", "native")):
+            raise v.fail(key, "a VLAN is given but no switch",
+                         "add `switch: sw0` (the switch the port belongs to)")
+        return s
+
+    seen_taps: dict[int, str] = {}
+    for i, tap in enumerate(v.list_(top.get("taps"), "taps")):
+        key = f"taps[{i}]"
+        tap = v.mapping(tap, key, {"number", "group", "multi_queue"} | PORT_KEYS,
+                        required=("number",))
+        n = v.int_(tap["number"], f"{key}.number", 0, 65535, "the tap number")
+        if n in seen_taps:
+            raise v.fail(f"{key}.number", f"tap{n} is already declared at {seen_taps[n]}",
+                         "give each tap its own number")
+        seen_taps[n] = key
+        group = tap.get("group")
+        if group is not None and not isinstance(group, str):
+            raise v.fail(f"{key}.group", f"{group!r} is not a group name", "e.g. group: kvm")
+        lab.taps.append(TapDef(n, switch_ref(tap, key), v.port(tap, key), group,
+                               v.bool_(tap.get("multi_queue", False), f"{key}.multi_queue")))
+
+    for hname, host in v.mapping(top.get("hosts"), "hosts",
+                                 allowed=set(top.get("hosts") or {})).items():
+        key = f"hosts.{hname}"
+        v.name(hname, key)
+        host = v.mapping(host, key, {"addresses", "gateway", "mac"} | PORT_KEYS)
+        lab.hosts[hname] = HostDef(
+            hname, switch_ref(host, key), v.port(host, key),
+            tuple(v.cidr(a, f"{key}.addresses[{j}]")
+                  for j, a in enumerate(v.list_(host.get("addresses"), f"{key}.addresses"))),
+            v.ip(host["gateway"], f"{key}.gateway") if "gateway" in host else None,
+            host.get("mac"))
+
+    used_taps: dict[int, str] = {}
+    for vname, vm in v.mapping(top.get("vms"), "vms",
+                               allowed=set(top.get("vms") or {})).items():
+        key = f"vms.{vname}"
+        v.name(vname, key)
+        vm = v.mapping(vm, key, {"image", "memory", "vcpus", "profile", "nics"})
+        memory = vm.get("memory", 256)
+        if isinstance(memory, int) and not isinstance(memory, bool) and memory < 128:
+            raise v.fail(f"{key}.memory", f"{memory} MB is not enough RAM",
+                         "RAM size must be above 128MB (the guide's check): memory: 256")
+        memory = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
+        profile = vm.get("profile", "fast")
+        if profile not in ("fast", "pc", "q35"):
+            raise v.fail(f"{key}.profile", f"{profile!r} is not a machine profile",
+                         "use fast (microvm, no PCI), pc or q35 (PCI bus, for lspci)")
+        image = vm.get("image", "tiny")
+        if not isinstance(image, str):
+            raise v.fail(f"{key}.image", f"{image!r} is not an image name",
+                         "use tiny or debian (see `labctl image list`)")
+        nics = []
+        for i, nic in enumerate(v.list_(vm.get("nics"), f"{key}.nics")):
+            k = f"{key}.nics[{i}]"
+            nic = v.mapping(nic, k, {"tap", "user", "addresses", "gateway", "dhcp", "mac"})
+            if ("tap" in nic) == ("user" in nic):
+                raise v.fail(k, "a NIC needs exactly one of `tap: N` or `user:`",
+                             "write `- tap: 2` (a tap on a switch) or `- user: {}` "
+                             "(user-mode networking)")
+            addresses = tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
+                              enumerate(v.list_(nic.get("addresses"), f"{k}.addresses")))
+            gateway = v.ip(nic["gateway"], f"{k}.gateway") if "gateway" in nic else None
+            if "tap" in nic:
+                n = v.int_(nic["tap"], f"{k}.tap", 0, 65535, "the tap number")
+                if n not in seen_taps:
+                    raise v.fail(f"{k}.tap", f"tap{n} is not declared",
+                                 f"add `- {{number: {n}, switch: sw0, vlan: 2}}` under taps:")
+                if n in used_taps:
+                    raise v.fail(f"{k}.tap", f"tap{n} is already used by {used_taps[n]}",
+                                 "give each VM NIC its own tap (the guide refuses a tap in "
+                                 "use)")
+                used_taps[n] = key
+                nics.append(NicDef("tap", tap=n, addresses=addresses, gateway=gateway,
+                                   dhcp=v.bool_(nic.get("dhcp", False), f"{k}.dhcp"),
+                                   mac=nic.get("mac")))
+            else:
+                user = v.mapping(nic["user"], f"{k}.user", {"ssh_port"})
+                port = (v.int_(user["ssh_port"], f"{k}.user.ssh_port", 1, 65535, "a TCP port")
+                        if "ssh_port" in user else None)
+                nics.append(NicDef("user", addresses=addresses, gateway=gateway,
+                                   dhcp=v.bool_(nic.get("dhcp", not addresses),
+                                                f"{k}.dhcp"),
+                                   ssh_port=port, mac=nic.get("mac")))
+        lab.vms[vname] = VmDef(vname, image, memory,
+                               v.int_(vm.get("vcpus", 1), f"{key}.vcpus", 1, 64,
+                                      "a number of vCPUs"), profile, tuple(nics))
+
+    for name in sorted(set(lab.hosts) & {t.name for t in lab.taps}):
+        raise v.fail(f"hosts.{name}", f"{name} is both a host and a tap",
+                     "rename the host: its switch port is named after it")
+    return lab
+
+
+def load(path: str | Path) -> LabFile:
+    """Read and validate a lab file."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise LabError(f"lab file {p} does not exist",
+                       "give the path of a .yaml lab file, e.g. "
+                       "scenarios/labs/seed-minimal.yaml") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise LabFileError(str(p), where, f"not valid YAML ({getattr(e, 'problem', e)})",
+                           "check the indentation (spaces, not tabs) and the colons"
+                           ) from None
+    return parse(data, str(p))

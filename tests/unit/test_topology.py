@@ -1,0 +1,144 @@
+"""Lab-file validation: every mistake names the file, the key and the fix (pure logic)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labfixtures.errors import LabError
+from labfixtures.topology import LabFileError, load, parse
+
+SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
+
+
+def base() -> dict:
+    return yaml.safe_load(SEED.read_text())
+
+
+def error(data, source="lab.yaml") -> LabFileError:
+    with pytest.raises(LabFileError) as e:
+        parse(data, source)
+    return e.value
+
+
+def test_seed_minimal_is_table_1():
+    lab = load(SEED)
+    assert lab.labid == "lf-seed-minimal"
+    assert lab.forwarding
+    assert lab.switches["sw0"].svis[0].addresses == ("203.0.113.129/26",)
+    (tap,) = lab.taps
+    assert (tap.name, tap.port.vlan, tap.group) == ("tap2", 2, "kvm")
+    nic = lab.vms["vm0"].nics[0]
+    assert (nic.tap, nic.addresses, nic.gateway) == (2, ("203.0.113.130/26",), "203.0.113.129")
+
+
+def test_typo_in_a_key_suggests_the_right_one():
+    data = base()
+    data["vms"]["vm0"]["memroy"] = data["vms"]["vm0"].pop("memory")
+    e = error(data)
+    assert str(e).startswith("lab.yaml: vms.vm0.memroy: unknown key")
+    assert e.remedy == "did you mean `memory`?"
+
+
+def test_memory_below_128_is_refused_like_the_guide():
+    data = base()
+    data["vms"]["vm0"]["memory"] = 64
+    e = error(data)
+    assert e.key == "vms.vm0.memory"
+    assert "64 MB is not enough RAM" in e.problem
+    assert "above 128MB" in e.remedy
+
+
+def test_unknown_switch_names_the_declared_ones():
+    data = base()
+    data["taps"][0]["switch"] = "sw1"
+    e = error(data)
+    assert e.key == "taps[0].switch"
+    assert "no switch named 'sw1'" in e.problem
+    assert "switches: sw0" in e.remedy
+
+
+def test_vm_on_an_undeclared_tap():
+    data = base()
+    data["vms"]["vm0"]["nics"][0]["tap"] = 3
+    e = error(data)
+    assert e.key == "vms.vm0.nics[0].tap"
+    assert "tap3 is not declared" in e.problem
+    assert "number: 3" in e.remedy
+
+
+def test_tap_used_twice_is_refused():
+    data = base()
+    data["vms"]["vm1"] = {"nics": [{"tap": 2}]}
+    e = error(data)
+    assert "tap2 is already used by vms.vm0" in e.problem
+
+
+def test_tap_number_out_of_range():
+    data = base()
+    data["taps"][0]["number"] = 70000
+    e = error(data)
+    assert e.key == "taps[0].number" and "0 to 65535" in e.remedy
+
+
+def test_address_without_prefix():
+    data = base()
+    data["vms"]["vm0"]["nics"][0]["addresses"] = ["203.0.113.130"]
+    e = error(data)
+    assert e.key == "vms.vm0.nics[0].addresses[0]"
+    assert "203.0.113.130/26" in e.remedy
+
+
+def test_access_and_trunk_together():
+    data = base()
+    data["taps"][0]["trunks"] = [2, 3]
+    e = error(data)
+    assert "cannot also be a trunk" in e.problem
+
+
+def test_vlan_without_switch():
+    data = base()
+    data["hosts"] = {"h1": {"vlan": 3}}
+    e = error(data)
+    assert e.key == "hosts.h1" and "switch: sw0" in e.remedy
+
+
+def test_nic_needs_tap_or_user():
+    data = base()
+    data["vms"]["vm0"]["nics"] = [{"addresses": ["10.0.0.1/24"]}]
+    assert "exactly one of `tap: N` or `user:`" in error(data).problem
+
+
+def test_missing_name():
+    data = base()
+    del data["name"]
+    e = error(data)
+    assert e.key == "name" and "add `name:`" in e.remedy
+
+
+def test_wrong_type_is_explained():
+    data = base()
+    data["taps"] = {"number": 2}
+    e = error(data)
+    assert e.key == "taps" and "expected a list" in e.problem
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("name: x\nswitches:\n  sw0:\n\t svis: []\n")
+    with pytest.raises(LabFileError) as e:
+        load(f)
+    assert str(f) in str(e.value) and "line 4" in str(e.value)
+    assert "indentation" in e.value.remedy
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(LabError, match="does not exist"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_user_mode_nic_defaults_to_dhcp():
+    data = base()
+    data["vms"]["vm0"]["nics"].append({"user": {"ssh_port": 2222}})
+    nic = parse(data).vms["vm0"].nics[1]
+    assert (nic.kind, nic.dhcp, nic.ssh_port) == ("user", True, 2222)
