@@ -120,6 +120,16 @@ class Lab:
         return self._s.nl
 
     @property
+    def switches(self) -> dict[str, Switch]:
+        """The lab's switches by name (all scopes)."""
+        return dict(self._s.switches)
+
+    @property
+    def hosts(self) -> dict[str, VethHost]:
+        """The lab's veth hosts by name (all scopes)."""
+        return dict(self._s.hosts)
+
+    @property
     def datapath(self) -> str:
         return self._s.datapath
 

@@ -33,9 +33,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
+
+if TYPE_CHECKING:
+    from .lab import Lab
 
 
 class LabFileError(LabError):
@@ -370,3 +373,29 @@ def load(path: str | Path) -> LabFile:
                            "check the indentation (spaces, not tabs) and the colons"
                            ) from None
     return parse(data, str(p))
+
+
+# -- building ----------------------------------------------------------------------------
+
+def build_network(spec: LabFile, lab: Lab) -> None:
+    """Switches, SVIs, forwarding, taps and veth hosts of SPEC, on LAB (VMs come after)."""
+    from .lab import HostSpec
+
+    for sw in spec.switches.values():
+        switch = lab.switch(sw.name)
+        for svi in sw.svis:
+            switch.svi(svi.vlan, *svi.addresses, name=svi.name)
+    if spec.forwarding:
+        lab.enable_forwarding()
+    for tap in spec.taps:
+        lab.tap(tap.number, group=tap.group, multi_queue=tap.multi_queue)
+        if tap.switch:
+            lab.switches[tap.switch].add_port(tap.name, tag=tap.port.vlan,
+                                              trunks=tap.port.trunks, native=tap.port.native)
+    by_switch: dict[str | None, list[HostSpec]] = {}
+    for h in spec.hosts.values():
+        by_switch.setdefault(h.switch, []).append(HostSpec(
+            h.name, tag=h.port.vlan, trunks=h.port.trunks, native=h.port.native,
+            addresses=h.addresses, gateway=h.gateway, mac=h.mac))
+    for sw_name, hosts in by_switch.items():
+        lab.veth_hosts(hosts, lab.switches[sw_name] if sw_name else None)
