@@ -1,0 +1,83 @@
+"""Guest images built from Debian packages, cached by recipe hash.
+
+    img = guestimages.build("tiny")        # builds once, then returns the cached image
+    img = guestimages.get("tiny")          # cached image, or a LabError saying how to build
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LabError
+from .cache import GuestImage, ImageCache, ProgressFn, Recipe, default_cache_dir
+from .config import GuestConfig, InterfaceConfig, Route
+from .tiny import RECIPE as TINY
+
+__all__ = [
+    "GuestConfig", "GuestImage", "ImageCache", "ImageInfo", "InterfaceConfig", "Route",
+    "RECIPES", "build", "default_cache_dir", "get", "list_images", "recipe",
+]
+
+RECIPES: dict[str, Recipe] = {TINY.name: TINY}
+
+
+def _cache(cache: ImageCache | Path | str | None) -> ImageCache:
+    return cache if isinstance(cache, ImageCache) else ImageCache(cache)
+
+
+def recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise LabError(f"no guest image recipe named {name!r}",
+                       f"use one of: {', '.join(sorted(RECIPES))}") from None
+
+
+def build(name: str, cache: ImageCache | Path | str | None = None,
+          progress: ProgressFn | None = print, force: bool = False) -> GuestImage:
+    """Build image NAME unless the cache already holds it for the current inputs."""
+    return _cache(cache).build(recipe(name), progress, force=force)
+
+
+_current: dict[tuple[str, str], GuestImage] = {}
+
+
+def get(name: str, cache: ImageCache | Path | str | None = None) -> GuestImage:
+    """The cached image NAME for the current inputs; never builds (builds take minutes)."""
+    c = _cache(cache)
+    key = (name, str(c.root))
+    if key in _current and _current[key].path.exists():
+        return _current[key]
+    r = recipe(name)
+    img = c.load(name, c.recipe_hash(r))
+    if img is None:
+        stale = c.built(name)
+        raise LabError(
+            f"guest image {name!r} is not built in {c.root}"
+            + (" for the current recipe and packages (an older build exists)" if stale else ""),
+            f"run `labctl image build {name}`",
+        )
+    _current[key] = img
+    return img
+
+
+@dataclass
+class ImageInfo:
+    name: str
+    description: str
+    current: GuestImage | None
+    others: list[GuestImage]
+
+
+def list_images(cache: ImageCache | Path | str | None = None) -> list[ImageInfo]:
+    """Every recipe, with its up-to-date build if any and the stale builds kept."""
+    c = _cache(cache)
+    infos = []
+    for name, r in sorted(RECIPES.items()):
+        h = c.recipe_hash(r)
+        builds = c.built(name)
+        current = next((b for b in builds if b.recipe_hash == h), None)
+        infos.append(ImageInfo(name, r.description, current,
+                               [b for b in builds if b is not current]))
+    return infos

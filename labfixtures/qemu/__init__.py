@@ -1,0 +1,16 @@
+"""QEMU machines: spec -> command line -> process, QMP, serial log. Knows taps, not switches."""
+
+from __future__ import annotations
+
+from .accel import AccelInfo, detect, host_tsc_khz, qemu_binary, vhost_net_available
+from .cmdline import TUNED_CMDLINE, build_argv, kernel_cmdline
+from .images import create_disk, create_overlay, qemu_img_info, snapshots
+from .machine import Machine, tap_user
+from .spec import PROFILES, MachineSpec, NicSpec
+
+__all__ = [
+    "PROFILES", "TUNED_CMDLINE", "AccelInfo", "Machine", "MachineSpec", "NicSpec",
+    "build_argv", "create_disk", "create_overlay", "detect", "host_tsc_khz",
+    "kernel_cmdline", "qemu_binary", "qemu_img_info", "snapshots", "tap_user",
+    "vhost_net_available",
+]

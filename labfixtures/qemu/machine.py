@@ -1,0 +1,329 @@
+"""One running QEMU: started in a lab namespace, watched through QMP and its serial log.
+
+Files in the run directory, all named after the machine (kept for failed-test reports):
+
+    NAME.cmdline      the exact command, shell-quoted, replayable (`ip netns exec NS ...`)
+    NAME.pid          QEMU's pid (what a reaper needs after a crash)
+    NAME.serial.log   the serial console
+    NAME.qemu.log     QEMU's own stdout/stderr
+    NAME.qmp          the QMP socket
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .. import netns as _netns
+from ..errors import LabError
+from . import accel as _accel
+from .cmdline import QEMU, build_argv
+from .spec import OVMF_VARS, MachineSpec
+
+SUN_PATH_MAX = 107
+
+
+def _net_inode(pid: int | str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev
+
+
+def tap_user(tap: str, netns: str | None) -> int | None:
+    """Pid of a process in the same namespace whose command line holds `ifname=TAP`.
+
+    The guide's `ps aux | grep =[t]ap${tapnum},`, restricted to one namespace so that two
+    labs may both have a tap2.
+    """
+    if netns is not None:
+        candidates = _netns.pids(netns)
+    else:
+        here = _net_inode("self")
+        candidates = [int(p) for p in os.listdir("/proc")
+                      if p.isdigit() and _net_inode(p) == here]
+    for pid in candidates:
+        if pid == os.getpid():
+            continue
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for a in args:
+            for opt in a.decode(errors="replace").split(","):
+                if opt == f"ifname={tap}":
+                    return pid
+    return None
+
+
+class Machine:
+    """A QEMU process and its QMP connection; a context manager that always cleans up."""
+
+    def __init__(self, spec: MachineSpec, run_dir: Path, netns: str | None = None,
+                 accel: str | None = None, qemu: str = QEMU) -> None:
+        self.run_dir = Path(run_dir)
+        self.netns = netns
+        self.qemu = qemu
+        self._accel_request = accel or spec.accel
+        self.accel: _accel.AccelInfo | None = None
+        self.name = spec.name
+        self.pidfile = self.run_dir / f"{spec.name}.pid"
+        self.cmdline_file = self.run_dir / f"{spec.name}.cmdline"
+        self.stderr_log = self.run_dir / f"{spec.name}.qemu.log"
+        self.spec = spec
+        self.proc: subprocess.Popen | None = None
+        self.started_at: float | None = None
+        self._qmp = None
+        self._short_sock_dir: str | None = None
+
+    # -- paths ---------------------------------------------------------------------------
+
+    @property
+    def serial_log(self) -> Path:
+        assert self.spec.serial_log is not None
+        return self.spec.serial_log
+
+    @property
+    def qmp_socket(self) -> Path:
+        assert self.spec.qmp_socket is not None
+        return self.spec.qmp_socket
+
+    def _prepare_spec(self) -> MachineSpec:
+        spec = self.spec
+        changes: dict = {}
+        if spec.serial_log is None:
+            changes["serial_log"] = self.run_dir / f"{spec.name}.serial.log"
+        if spec.qmp_socket is None:
+            sock = (self.run_dir / f"{spec.name}.qmp").absolute()
+            if len(str(sock)) > SUN_PATH_MAX:  # AF_UNIX paths are limited to 108 bytes
+                self._short_sock_dir = tempfile.mkdtemp(prefix="lf-qmp-")
+                digest = hashlib.sha1(str(sock).encode()).hexdigest()[:8]
+                sock = Path(self._short_sock_dir) / f"{digest}.qmp"
+            changes["qmp_socket"] = sock
+        if spec.tuned and spec.tsc_khz is None:
+            changes["tsc_khz"] = _accel.host_tsc_khz()
+        if spec.firmware == "uefi" and spec.uefi_vars is None:
+            vars_copy = self.run_dir / f"{spec.name}_OVMF_VARS.fd"
+            if not vars_copy.exists():
+                if not OVMF_VARS.exists():
+                    raise LabError(f"{OVMF_VARS} is missing", "apt-get install ovmf")
+                shutil.copyfile(OVMF_VARS, vars_copy)
+            changes["uefi_vars"] = vars_copy
+        return dataclasses.replace(spec, **changes) if changes else spec
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        _accel.qemu_binary(self.qemu)
+        for f, what in ((self.spec.kernel, "kernel"), (self.spec.initrd, "initrd"),
+                        (self.spec.disk, "disk"), (self.spec.cdrom, "cdrom")):
+            if f is not None and not Path(f).exists():
+                raise LabError(f"the {what} of machine {self.name} ({f}) does not exist",
+                               "build the guest image first: `labctl image build NAME`")
+        if self.netns is not None and not _netns.exists(self.netns):
+            raise LabError(f"network namespace {self.netns!r} does not exist",
+                           "create the lab before its machines")
+        for nic in self.spec.nics:
+            if nic.kind == "tap" and nic.tap and (pid := tap_user(nic.tap, self.netns)):
+                raise LabError(f"{nic.tap} is already in use by another process (pid {pid})",
+                               f"stop that VM first, or give {self.name} another tap number")
+        with contextlib.suppress(OSError, ValueError):
+            old = int(self.pidfile.read_text())
+            if Path(f"/proc/{old}").exists() and b"qemu" in Path(
+                    f"/proc/{old}/cmdline").read_bytes():
+                raise LabError(f"machine {self.name} is already running (pid {old})",
+                               "stop it first, or use another run directory")
+
+    def start(self, qmp_timeout: float = 15.0) -> Machine:
+        """Start QEMU (inside the namespace if one was given) and connect to QMP."""
+        if self.proc is not None:
+            raise LabError(f"machine {self.name} was started already", "stop() it first")
+        self._preflight()
+        self.accel = _accel.resolve(self._accel_request)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.spec = self._prepare_spec()
+        argv = build_argv(self.spec, self.accel.name, self.qemu)
+        self.serial_log.write_bytes(b"")
+        with contextlib.suppress(FileNotFoundError):
+            self.qmp_socket.unlink()
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.cmdline_file.write_text(
+            f"# accel: {self.accel.name} ({self.accel.reason})\n"
+            + shlex.join(prefix + argv) + "\n")
+        with open(self.stderr_log, "wb") as log:
+            self.started_at = time.monotonic()
+            self.proc = _netns.popen(self.netns, argv, stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pidfile.write_text(f"{self.proc.pid}\n")
+        try:
+            self._connect_qmp(qmp_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _died(self) -> LabError:
+        assert self.proc is not None
+        err = self.stderr_log.read_text(errors="replace").strip()
+        if "Device or resource busy" in err and "tun" in err:
+            return LabError(f"a tap of machine {self.name} is already in use: {err}",
+                            "stop the VM using it, or use another tap number")
+        if "Permission denied" in err or "Operation not permitted" in err:
+            return LabError(f"QEMU could not start machine {self.name}: {err}",
+                            "run as root, or give this user access to the taps and /dev/kvm")
+        return LabError(f"QEMU exited with status {self.proc.returncode} while starting "
+                        f"machine {self.name}: {err or 'no message'}",
+                        f"check the command line in {self.cmdline_file}")
+
+    def _connect_qmp(self, timeout: float) -> None:
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise self._died()
+            if self.qmp_socket.exists():
+                qmp = QEMUMonitorProtocol(str(self.qmp_socket), nickname=self.name)
+                try:
+                    qmp.connect()
+                except Exception as e:  # noqa: BLE001 - retried until the deadline
+                    last = e
+                    with contextlib.suppress(Exception):
+                        qmp.close()
+                else:
+                    qmp.settimeout(30)
+                    self._qmp = qmp
+                    return
+            time.sleep(0.01)
+        raise LabError(f"no QMP connection to machine {self.name} after {timeout:g}s"
+                       + (f" ({last})" if last else ""),
+                       f"see {self.stderr_log}")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at if self.started_at else 0.0
+
+    # -- watching ------------------------------------------------------------------------
+
+    def serial_text(self) -> str:
+        try:
+            return self.serial_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_marker(self, text: str = "labfixtures: ready", timeout: float = 60.0,
+                        poll: float = 0.01) -> float:
+        """Tail the serial log until TEXT appears; returns seconds since QEMU started."""
+        needle = text.encode()
+        deadline = time.monotonic() + timeout
+        offset, tail = 0, b""
+        while True:
+            with contextlib.suppress(FileNotFoundError), open(self.serial_log, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset += len(chunk)
+                buf = tail + chunk
+                if needle in buf:
+                    return self.uptime()
+                tail = buf[-len(needle):]
+            if not self.running:
+                rc = self.proc.returncode if self.proc else None
+                raise LabError(
+                    f"machine {self.name} stopped (exit {rc}) before printing {text!r}; "
+                    f"serial console ends with:\n{self.serial_text()[-1500:]}",
+                    f"see {self.serial_log} and {self.stderr_log}")
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"machine {self.name} did not print {text!r} within {timeout:g}s; "
+                    f"serial console ends with:\n{self.serial_text()[-1500:]}",
+                    f"see {self.serial_log}; is the image's init failing?")
+            time.sleep(poll)
+
+    # -- QMP / HMP -----------------------------------------------------------------------
+
+    def qmp(self, command: str, **args: object) -> object:
+        """Run a QMP command and return its 'return' value (LabError on QMP errors)."""
+        if self._qmp is None:
+            raise LabError(f"machine {self.name} has no QMP connection", "start() it first")
+        try:
+            return self._qmp.cmd(command, **args)
+        except Exception as e:
+            raise LabError(f"QMP {command} on machine {self.name} failed: {e}",
+                           "see the QEMU log in the run directory") from e
+
+    def hmp(self, command: str) -> str:
+        """A human monitor command (savevm, loadvm, info ...) through QMP."""
+        out = self.qmp("human-monitor-command", **{"command-line": command})
+        return str(out or "")
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop(self, powerdown_timeout: float | None = None, quit_timeout: float = 3.0,
+             term_timeout: float = 3.0) -> int | None:
+        """Graceful first (ACPI powerdown if asked, then QMP quit), then SIGTERM, SIGKILL."""
+        proc = self.proc
+        if proc is None:
+            return None
+        pd = self.spec.powerdown_timeout if powerdown_timeout is None else powerdown_timeout
+        try:
+            if proc.poll() is None and self._qmp is not None and pd > 0:
+                with contextlib.suppress(Exception):
+                    self._qmp.cmd("system_powerdown")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(pd)
+            if proc.poll() is None and self._qmp is not None:
+                with contextlib.suppress(Exception):
+                    self._qmp.cmd("quit")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(quit_timeout)
+            for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 10.0)):
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(sig)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(wait)
+        finally:
+            if self._qmp is not None:
+                with contextlib.suppress(Exception):
+                    self._qmp.close()
+                self._qmp = None
+            self.pidfile.unlink(missing_ok=True)
+            if self.spec.qmp_socket is not None:
+                self.spec.qmp_socket.unlink(missing_ok=True)
+            if self._short_sock_dir:
+                shutil.rmtree(self._short_sock_dir, ignore_errors=True)
+                self._short_sock_dir = None
+        return proc.returncode
+
+    def __enter__(self) -> Machine:
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Machine {self.name} {self.spec.profile} {state} pid={self.pid}>"

@@ -1,0 +1,141 @@
+"""Boot the tiny guest on each profile, reach it over SSH, check its EUI-64 address.
+
+Self-contained fixtures for now (the plugin's lab fixtures will replace them): a private
+namespace per test, a tap made inside it, everything removed afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from labfixtures import guestimages, netns
+from labfixtures.addressing import eui64_link_local
+from labfixtures.errors import LabError
+from labfixtures.qemu import Machine, MachineSpec, NicSpec
+from labfixtures.ssh import GuestSSH
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, taps)"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                       reason="qemu-system-x86 is not installed"),
+]
+
+TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+_ids = itertools.count()
+
+
+def make_tap(ns: str, name: str) -> None:
+    """Private helper until labfixtures.netlink.create_tap lands: the TUNSETIFF ioctl
+    must run with the thread inside the namespace, or the tap appears in the root one."""
+    with netns.entered(ns):
+        Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+        finally:
+            os.close(fd)
+    netns.run(ns, ["ip", "link", "set", name, "up"])
+
+
+@pytest.fixture(scope="session")
+def tiny() -> guestimages.GuestImage:
+    return guestimages.build("tiny", progress=None)
+
+
+@pytest.fixture
+def lab_ns():
+    name = f"lf-t1-{os.getpid()}-{next(_ids)}"
+    netns.create(name)
+    try:
+        netns.run(name, ["ip", "link", "set", "lo", "up"])
+        yield name
+    finally:
+        for pid in netns.pids(name):  # nothing may survive the lab
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        netns.delete(name)
+
+
+def boot(tiny, ns, run_dir, profile, nic, cfg, name="vm0") -> Machine:
+    spec = MachineSpec.from_image(name, tiny, profile=profile, nics=[nic],
+                                  append=cfg.to_cmdline())
+    m = Machine(spec, run_dir, netns=ns).start()
+    try:
+        m.wait_for_marker(tiny.facts["marker"], timeout=120)
+    except BaseException:
+        m.stop()
+        raise
+    return m
+
+
+@pytest.mark.parametrize("profile", ["fast", "pc"])
+def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, lab_ns, tmp_path, profile):
+    make_tap(lab_ns, "tap2")
+    nic = NicSpec("tap", number=2)
+    with boot(tiny, lab_ns, tmp_path, profile, nic,
+              guestimages.GuestConfig(hostname="vm0")) as m:
+        lladdr = eui64_link_local(nic.mac)
+        assert lladdr == "fe80::baad:caff:fefe:2"
+        with GuestSSH(f"{lladdr}%tap2", key=tiny.private_key, netns=lab_ns,
+                      known_hosts=tmp_path / "known_hosts") as c:
+            assert c.run("uname -r", check=True).stdout.strip() == \
+                tiny.facts["kernel_release"]
+            out = c.run("ip -6 addr show dev eth0", check=True).stdout
+            assert f"inet6 {lladdr}/64 scope link" in out
+            assert c.run("hostname").stdout.strip() == "vm0"
+            host = c.testinfra_host()
+            assert host.file("/root/.ssh/authorized_keys").contains("ssh-ed25519")
+            assert host.interface("eth0").exists
+
+        # the guide's check: a tap already used by a running VM is refused before starting
+        other = MachineSpec.from_image("vm1", tiny, profile=profile, nics=[NicSpec(number=2)])
+        with pytest.raises(LabError, match="tap2 is already in use"):
+            Machine(other, tmp_path, netns=lab_ns).start()
+        assert (tmp_path / "vm0.cmdline").read_text().count("ip netns exec") == 1
+        assert int((tmp_path / "vm0.pid").read_text()) == m.pid
+    assert not m.running
+    assert not (tmp_path / "vm0.pid").exists()
+
+
+@pytest.mark.parametrize("profile", ["fast", "pc"])
+def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, lab_ns, tmp_path, profile):
+    nic = NicSpec("user", number=10)
+    assert nic.ssh_port == 2210
+    with boot(tiny, lab_ns, tmp_path, profile, nic,
+              guestimages.GuestConfig.dhcp(hostname="vm0")) as m, \
+            GuestSSH("127.0.0.1", nic.ssh_port, key=tiny.private_key, netns=lab_ns,
+                     known_hosts=tmp_path / "known_hosts") as c:
+        assert c.run("uname -r").stdout.strip() == tiny.facts["kernel_release"]
+        v4 = c.run("ip -4 addr show dev eth0", check=True).stdout
+        assert "inet 10.0.2.15/24" in v4
+        assert "nameserver 10.0.2.3" in c.run("cat /etc/resolv.conf").stdout
+        v6 = c.run("ip -6 addr show dev eth0", check=True).stdout
+        assert f"inet6 {eui64_link_local(nic.mac)}/64 scope link" in v6
+        assert m.hmp("info status").strip() == "VM status: running"
+
+
+def test_static_guest_configuration(tiny, lab_ns, tmp_path):
+    """The guide's Table 1 plan, given on the kernel command line."""
+    make_tap(lab_ns, "tap3")
+    netns.run(lab_ns, ["ip", "addr", "add", "203.0.113.129/26", "dev", "tap3"])
+    cfg = guestimages.GuestConfig(
+        hostname="vm3",
+        interfaces=[guestimages.InterfaceConfig("eth0", addresses=("203.0.113.130/26",))],
+        gateway="203.0.113.129")
+    with boot(tiny, lab_ns, tmp_path, "fast", NicSpec(number=3), cfg), \
+            GuestSSH("203.0.113.130", key=tiny.private_key, netns=lab_ns) as c:
+        assert "default via 203.0.113.129 dev eth0" in c.run("ip route").stdout
+        assert c.run("ping -c1 -W2 203.0.113.129").ok
