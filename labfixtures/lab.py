@@ -31,6 +31,7 @@ from .errors import LabError
 from .labhost import LabHost, Ledger
 from .netlink import Address, Neighbour, Netlink, Route, check_ifname
 from .ovs import OvsServer, PortMode, PortSpec, parse_port_mode
+from .vm import VM, VmNic
 
 MAX_TAP = 65535  # the MAC b8:ad:ca:fe:HH:LL holds the tap number on two bytes
 HOST_IFINDEX = 2  # eth0 of a veth host: the first index after lo in its fresh namespace
@@ -46,6 +47,7 @@ class _Shared:
     ovs: OvsServer | None = None
     switches: dict[str, Switch] = field(default_factory=dict)
     hosts: dict[str, VethHost] = field(default_factory=dict)
+    vms: dict[str, VM] = field(default_factory=dict)
 
 
 class Lab:
@@ -70,6 +72,7 @@ class Lab:
         try:
             nl = Netlink(host.ns)
             host.ledger.push("netlink socket", nl.close)
+            _no_dad(host.ns)
             lab = cls(_Shared(host, dp, nl), host.ledger)
             if start_ovs:
                 lab.ovs  # noqa: B018 - start it now, not in the middle of a test
@@ -128,6 +131,11 @@ class Lab:
     def hosts(self) -> dict[str, VethHost]:
         """The lab's veth hosts by name (all scopes)."""
         return dict(self._s.hosts)
+
+    @property
+    def vms(self) -> dict[str, VM]:
+        """The lab's virtual machines by name (all scopes)."""
+        return dict(self._s.vms)
 
     @property
     def datapath(self) -> str:
@@ -223,6 +231,7 @@ class Lab:
                 self._wait_gone(spec.name)
                 ns = self.host.child_ns(spec.name)
                 netns.create(ns)
+                _no_dad(ns)
                 host = VethHost(self, spec, ns)
                 made.append(host)
                 self._s.hosts[spec.name] = host
@@ -273,6 +282,39 @@ class Lab:
                                "pick another host name")
             time.sleep(0.005)
 
+    def vm(self, name: str, *, tap: int | None = None, addresses: Sequence[str] = (),
+           gateway: str | None = None, user: bool = False, ssh_port: int | None = None,
+           dhcp: bool = False, nics: Sequence[VmNic] | None = None, image: str = "tiny",
+           memory: int = 256, vcpus: int = 1, profile: str = "fast",
+           hostname: str | None = None, start: bool = True) -> VM:
+        """A QEMU guest on this lab: `lab.vm("vm0", tap=2, addresses=[...], gateway=...)`
+        (tap2 must exist: `lab.tap(2)` and a switch port), or `user=True` for user-mode
+        networking with SSH forwarded from SSH_PORT (default 2200+N). Several NICs:
+        `nics=[VmNic(...), ...]`. Boots it unless START is False."""
+        from .vm import VmOptions, create
+
+        if nics is None:
+            if user and ssh_port is None:
+                ssh_port = 2200 + (tap or 0)
+            nics = [VmNic(tap=tap, user=user, addresses=tuple(addresses), gateway=gateway,
+                          dhcp=dhcp, ssh_port=ssh_port)]
+        for nic in nics:
+            if not nic.user and nic.tap is not None and not self.nl.exists(f"tap{nic.tap}"):
+                raise LabError(f"VM {name}: tap{nic.tap} does not exist in lab {self.labid}",
+                               f"create it first: lab.tap({nic.tap}) (and plug it into a "
+                               "switch)")
+        if name in self._s.vms:
+            raise LabError(f"VM {name!r} already exists in lab {self.labid}",
+                           "give each VM its own name")
+        self.ledger.push(f"VM {name} record", lambda: self._s.vms.pop(name, None))
+        vm = create(self, name, list(nics),
+                    VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
+                              hostname=hostname), start=False)
+        self._s.vms[name] = vm
+        if start:
+            vm.start()
+        return vm
+
     # -- reading --------------------------------------------------------------------------
 
     def addresses(self, dev: str | None = None, family: int = 0) -> list[Address]:
@@ -288,6 +330,10 @@ class Lab:
         return probes.ping(self.ns, address, timeout=timeout, count=max(1, int(timeout * 5))
                            ) is not None
 
+    def tcp(self, address: str, port: int, timeout: float = 2.0) -> bool:
+        """True if a TCP connection to ADDRESS:PORT opens from the lab host."""
+        return probes.tcp_connect(self.ns, address, port, timeout=timeout)
+
     def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
         """Run a command in the lab host namespace (like `ip netns exec LAB ...`)."""
         return netns.run(self.ns, argv, **kw)
@@ -301,6 +347,10 @@ class Lab:
             lines.append(f"  {link.name:<15} {state:<4} {link.mac} {addrs}")
         for h in self._s.hosts.values():
             lines.append(f"  host {h.name}: namespace {h.ns}")
+        for v in self._s.vms.values():
+            state = "running" if v.machine and v.machine.running else "stopped"
+            lines.append(f"  VM {v.name}: {state}, image {v.image.name}, "
+                         f"ssh {v.ssh_target()[0]}")
         if self._s.ovs is not None:
             lines.append(self._s.ovs.show().rstrip())
         return "\n".join(lines)
@@ -319,6 +369,16 @@ def _remove_hosts(lab: Lab, hosts: list[VethHost], switch: Switch | None) -> Non
         lab._s.hosts.pop(h.name, None)
         h.stop_processes()
         netns.delete(h.ns)
+
+
+def _no_dad(ns: str) -> None:
+    """No IPv6 duplicate address detection on the lab's own links: a lab's addresses are
+    unique by construction, and DAD keeps a new link-local address unusable for ~1 s
+    (`ssh fe80::…%sw0-vlan2` would fail from a tentative address)."""
+    with netns.entered(ns):
+        for conf in ("default", "all"):
+            with open(f"/proc/sys/net/ipv6/conf/{conf}/accept_dad", "w") as f:
+                f.write("0")
 
 
 def _mac_bytes(mac: str | None) -> bytes | None:

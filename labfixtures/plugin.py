@@ -138,8 +138,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         return
     try:
         report.sections.append(("labfixtures: lab state", lab.status()))
-        for log in lab.ovs.logs:
-            if log.exists():
+        logs = list(lab.ovs.logs)
+        for vm in lab.vms.values():
+            if vm.machine is not None:
+                logs += [vm.machine.cmdline_file, vm.machine.serial_log,
+                         vm.machine.stderr_log]
+        for log in logs:
+            if log.exists() and log.stat().st_size:
                 tail = log.read_text(errors="replace").splitlines()[-40:]
                 report.sections.append((f"labfixtures: {log.name} (last lines)",
                                         "\n".join(tail)))

@@ -310,6 +310,18 @@ def _package_file(package: str, pattern: str) -> Path:
 # -- the recipe ----------------------------------------------------------------------------
 
 
+LOGIN_SHELL = """#!/bin/sh
+# login shell of the tiny guest: `sh -c CMD` (what SSH runs) with iproute2's ip first
+. /etc/lf-shell-functions
+if [ "$1" = "-c" ]; then
+    shift
+    eval "$1"
+else
+    exec /bin/sh -l "$@"
+fi
+"""
+
+
 @dataclass
 class TinyRecipe:
     name: str = "tiny"
@@ -463,14 +475,20 @@ class TinyRecipe:
         img.dir("home/etu/.ssh", 0o700, 1000, 1000)
         img.file("home/etu/.ssh/authorized_keys", key, 0o600, 1000, 1000)
 
-        img.file("etc/passwd", b"root:*:0:0:root:/root:/bin/sh\n"
-                               b"etu:*:1000:1000:etu:/home/etu:/bin/sh\n")
+        img.file("etc/passwd", b"root:*:0:0:root:/root:/bin/lfsh\n"
+                               b"etu:*:1000:1000:etu:/home/etu:/bin/lfsh\n")
         img.file("etc/group", b"root:x:0:\ntty:x:5:\netu:x:1000:\n")
-        img.file("etc/shells", b"/bin/sh\n/bin/ash\n")
+        img.file("etc/shells", b"/bin/sh\n/bin/ash\n/bin/lfsh\n")
+        # Debian's busybox ash runs its own applets before anything on PATH, so `ip`
+        # would be busybox's, without -j or `neigh` states: the login shell makes
+        # iproute2's ip win (a shell function beats an applet).
+        img.file("etc/lf-shell-functions", b'ip() { /bin/ip "$@"; }\n')
+        img.file("bin/lfsh", LOGIN_SHELL.encode(), 0o755)
         img.file("etc/hostname", b"tiny\n")
         img.file("etc/hosts", b"127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
         img.file("etc/resolv.conf", b"")
-        img.file("etc/profile", b"export PATH=/bin:/sbin\nexport PS1='\\h:\\w\\$ '\n")
+        img.file("etc/profile", b"export PATH=/bin:/sbin\nexport PS1='\\h:\\w\\$ '\n"
+                                b". /etc/lf-shell-functions\n")
         img.file("etc/os-release", (
             'NAME="labfixtures tiny"\nID=labfixtures-tiny\nID_LIKE=debian\n'
             f'VERSION_ID="{release}"\nPRETTY_NAME="labfixtures tiny ({release})"\n').encode())
