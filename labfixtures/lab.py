@@ -286,11 +286,13 @@ class Lab:
            gateway: str | None = None, user: bool = False, ssh_port: int | None = None,
            dhcp: bool = False, nics: Sequence[VmNic] | None = None, image: str = "tiny",
            memory: int = 256, vcpus: int = 1, profile: str = "fast",
-           hostname: str | None = None, start: bool = True) -> VM:
+           hostname: str | None = None, extra_args: Sequence[str] = (),
+           start: bool = True) -> VM:
         """A QEMU guest on this lab: `lab.vm("vm0", tap=2, addresses=[...], gateway=...)`
         (tap2 must exist: `lab.tap(2)` and a switch port), or `user=True` for user-mode
         networking with SSH forwarded from SSH_PORT (default 2200+N). Several NICs:
-        `nics=[VmNic(...), ...]`. Boots it unless START is False."""
+        `nics=[VmNic(...), ...]`. EXTRA_ARGS go to QEMU as they are (e.g.
+        `["-device", "virtio-balloon-pci"]`). Boots it unless START is False."""
         from .vm import VmOptions, create
 
         if nics is None:
@@ -309,7 +311,7 @@ class Lab:
         self.ledger.push(f"VM {name} record", lambda: self._s.vms.pop(name, None))
         vm = create(self, name, list(nics),
                     VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
-                              hostname=hostname), start=False)
+                              hostname=hostname, extra_args=list(extra_args)), start=False)
         self._s.vms[name] = vm
         if start:
             vm.start()

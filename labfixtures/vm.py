@@ -66,7 +66,8 @@ class VmOptions:
     vcpus: int = 1
     profile: str = "fast"
     hostname: str | None = None
-    extra_config: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # more QEMU arguments, as given
+    extra_config: dict[str, Any] = field(default_factory=dict)  # more MachineSpec fields
 
 
 class VM:
@@ -96,7 +97,7 @@ class VM:
             self.name, self.image, disk=self.overlay, memory_mb=self.opts.memory,
             vcpus=self.opts.vcpus, profile=self.opts.profile,  # type: ignore[arg-type]
             nics=[n.nic_spec() for n in self.nics], append=self.config.to_cmdline(),
-            **self.opts.extra_config)
+            extra_args=list(self.opts.extra_args), **self.opts.extra_config)
 
     def start(self, wait: bool = True, timeout: float = 120.0) -> VM:
         self.dir.mkdir(parents=True, exist_ok=True)
