@@ -9,9 +9,13 @@ import sys
 from .errors import LabError
 
 EPILOG = """examples:
-  sudo labctl doctor            can a lab run here? KVM or TCG, OVS datapath, versions
-  sudo labctl clean             remove what dead runs left behind (namespaces, daemons)
-  sudo labctl status            list the labs that exist now
+  sudo labctl doctor                          can a lab run here? KVM or TCG, OVS, versions
+  sudo labctl image build tiny                build (or find cached) the tiny guest image
+  sudo labctl up scenarios/labs/seed-minimal.yaml     build the guide's Table 1 lab
+  sudo labctl status seed-minimal             its switches, ports, VMs and how to reach them
+  sudo labctl ssh seed-minimal vm0 -- ip route        run a command in a VM
+  sudo labctl down seed-minimal               tear it down
+  sudo labctl clean                           remove what dead runs left behind
 """
 
 
@@ -42,18 +46,78 @@ def cmd_status(args: argparse.Namespace) -> int:
     from . import netns
     from .labhost import lab_namespaces, records
 
+    if args.lab:
+        from .session import describe
+
+        print(describe(_labid(args.lab)))
+        return 0
     recs = records()
     if not recs:
         print("no lab exists")
         return 0
     for r in recs:
-        owner = ("persistent" if r.persistent else
+        owner = ("persistent (labctl up)" if r.persistent else
                  f"pid {r.pid} {'alive' if r.owner_alive() else 'DEAD (run labctl clean)'}")
         spaces = lab_namespaces(r.labid)
         procs = sum(len(netns.pids(n)) for n in spaces)
         print(f"{r.labid}: {owner}; {len(spaces)} namespace(s), {procs} process(es)"
               + (f"; from {r.source}" if r.source else ""))
     return 0
+
+
+def _labid(name: str) -> str:
+    return name if name.startswith("lf-") else f"lf-{name}"
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from . import guestimages
+
+    _need_root()
+    for name in args.names:
+        img = guestimages.build(name, progress=print, force=args.force)
+        print(f"{name}: {img.path}")
+    return 0
+
+
+def cmd_image_list(args: argparse.Namespace) -> int:
+    from . import guestimages
+
+    for info in guestimages.list_images():
+        if info.current is not None:
+            state = f"built, {info.current.path}"
+        else:
+            state = "not built (labctl image build " + info.name + ")"
+        print(f"{info.name:<8} {state}")
+        print(f"{'':<8} {info.description}")
+        for old in info.others:
+            print(f"{'':<8} older build (recipe changed): {old.path}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .session import up
+
+    _need_root()
+    labid = up(args.file, name=args.name, progress=print)
+    print(f"lab {labid} is up: `labctl status {labid}`, `labctl down {labid}`")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from .session import down
+
+    _need_root()
+    for line in down(_labid(args.lab)):
+        print(f"removed {line}")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    from .session import ssh
+
+    _need_root()
+    command = [a for a in args.command if a != "--"]
+    return ssh(_labid(args.lab), args.vm, command)
 
 
 def _need_root() -> None:
@@ -86,8 +150,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also remove persistent labs started with `labctl up`")
     c.set_defaults(func=cmd_clean)
 
-    s = sub.add_parser("status", help="list existing labs and their owners")
+    s = sub.add_parser("status", help="list existing labs, or describe one",
+                       description="Without LAB: every lab and its owner. With LAB: its "
+                                   "switches, ports, hosts and VMs, and how to reach them.")
+    s.add_argument("lab", nargs="?", help="a lab name (seed-minimal or lf-seed-minimal)")
     s.set_defaults(func=cmd_status)
+
+    i = sub.add_parser("image", help="build and list guest images",
+                       description="Guest images are built from Debian packages and cached "
+                                   "by the hash of their recipe (LABFIXTURES_CACHE, default "
+                                   "~/.cache/labfixtures).")
+    isub = i.add_subparsers(dest="image_command", metavar="ACTION")
+    isub.required = True
+    ib = isub.add_parser("build", help="build images (nothing to do if cached)")
+    ib.add_argument("names", nargs="+", metavar="NAME", help="tiny, debian")
+    ib.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ib.set_defaults(func=cmd_image_build)
+    il = isub.add_parser("list", help="recipes and their builds")
+    il.set_defaults(func=cmd_image_list)
+
+    u = sub.add_parser("up", help="build a lab from a lab file and leave it running",
+                       description="Build the lab described by FILE (YAML, see "
+                                   "scenarios/labs/seed-minimal.yaml): switches, taps, veth "
+                                   "hosts and VMs, booted and reachable over SSH. It stays "
+                                   "up until `labctl down`.")
+    u.add_argument("file", help="the lab file")
+    u.add_argument("--name", help="override the lab's name from the file")
+    u.set_defaults(func=cmd_up)
+
+    dn = sub.add_parser("down", help="tear a lab down (VMs, switches, namespaces, files)")
+    dn.add_argument("lab", help="its name")
+    dn.set_defaults(func=cmd_down)
+
+    sh = sub.add_parser("ssh", help="SSH into a VM of a lab, or run a command there",
+                        description="Without a command: an interactive shell (needs "
+                                    "openssh-client). With `-- CMD`: run it, print its "
+                                    "output, exit with its status.")
+    sh.add_argument("lab")
+    sh.add_argument("vm")
+    sh.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
+    sh.set_defaults(func=cmd_ssh)
     return p
 
 

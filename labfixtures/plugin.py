@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .attach import AttachedVM
 from .errors import LabError
 from .lab import Lab, Switch, VethHost
 from .labhost import reap
@@ -40,6 +41,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(netdev), or auto: system when the openvswitch module is loaded")
     group.addoption("--lab-no-reap", action="store_true",
                     help="do not remove labs left by dead runs at start-up")
+    group.addoption("--lab-attach", action="append", default=[], metavar="NAME=TARGET",
+                    help="check a VM that labfixtures did not start: NAME=[USER@]HOST[:PORT] "
+                         "(IPv6 in brackets: vm0=root@[fe80::baad:caff:fefe:2%%sw0-vlan2]); "
+                         "tests get it from the `attached` fixture. Repeatable.")
+    group.addoption("--lab-attach-key", metavar="PATH",
+                    help="private key for --lab-attach targets (a password can be given in "
+                         "the LABFIXTURES_ATTACH_PASSWORD environment variable instead)")
+    group.addoption("--lab-attach-netns", metavar="NS",
+                    help="network namespace to reach --lab-attach targets from (default: "
+                         "where pytest runs)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,6 +118,26 @@ def lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[Lab]:
     if problems:
         pytest.fail("Open vSwitch logged errors during this test:\n  " +
                     "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def attached(request: pytest.FixtureRequest) -> Iterator[dict[str, AttachedVM]]:
+    """The VMs given with --lab-attach, by name (empty without the option)."""
+    cfg = request.config
+    vms: dict[str, AttachedVM] = {}
+    try:
+        for spec in cfg.getoption("--lab-attach"):
+            vm = AttachedVM.parse(spec, key=cfg.getoption("--lab-attach-key"),
+                                  password=os.environ.get("LABFIXTURES_ATTACH_PASSWORD"),
+                                  netns=cfg.getoption("--lab-attach-netns"))
+            if vm.name in vms:
+                raise LabError(f"--lab-attach names {vm.name!r} twice", "one target per name")
+            vms[vm.name] = vm
+    except LabError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield vms
+    for vm in vms.values():
+        vm.close()
 
 
 @pytest.fixture

@@ -88,8 +88,9 @@ class GuestSSH:
     def __init__(self, host: str, port: int = 22, *, user: str = "root",
                  key: Path | str | None = None, netns: str | None = None,
                  known_hosts: Path | str | None = None, connect_timeout: float = 1.0,
-                 host_key: str | None = None) -> None:
+                 host_key: str | None = None, password: str | None = None) -> None:
         self.host, self.port, self.user = host, port, user
+        self.password = password  # for attached VMs (a student's VM); ours use keys
         self.key_path = Path(key) if key else None
         self.netns = netns
         self.known_hosts = Path(known_hosts) if known_hosts else None
@@ -133,6 +134,7 @@ class GuestSSH:
                 # only briefly, but give key exchange time (slow under TCG on a busy host)
                 with _quiet_paramiko():
                     client.connect(self.host, self.port, username=self.user, pkey=pkey,
+                                   password=self.password,
                                    sock=sock, timeout=self.connect_timeout,
                                    banner_timeout=max(2 * self.connect_timeout, 2.0),
                                    auth_timeout=15.0, look_for_keys=False,

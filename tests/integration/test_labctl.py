@@ -1,0 +1,90 @@
+"""labctl end to end: doctor, image list, up / status / ssh / down of the guide's Table 1
+lab file, and a wrong lab file refused with file, key and fix, leaving nothing behind."""
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labfixtures import netns
+
+pytestmark = pytest.mark.root
+SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
+
+
+def labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labfixtures.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_doctor_says_a_lab_can_run_here():
+    cp = labctl("doctor", "--json")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    data = json.loads(cp.stdout)
+    assert data["can_run"] is True
+    names = {c["name"]: c for c in data["checks"]}
+    assert names["network namespaces"]["status"] == "ok"
+    assert names["accelerator"]["found"].split(":")[0] in ("KVM", "TCG")
+    text = labctl("doctor").stdout
+    assert "A lab can run here." in text
+
+
+def test_image_list_shows_tiny_built():
+    cp = labctl("image", "list")
+    assert cp.returncode == 0
+    assert "tiny     built," in cp.stdout
+
+
+@pytest.mark.vm
+def test_up_status_ssh_down_of_table_1():
+    name = f"t{secrets.token_hex(3)}"
+    labid = f"lf-{name}"
+    cp = labctl("up", str(SEED), "--name", name)
+    try:
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert "vm0 answers SSH at fe80::baad:caff:fefe:2%sw0-vlan2" in cp.stdout
+        status = labctl("status", name).stdout
+        assert "VM vm0: running" in status and "MAC b8:ad:ca:fe:00:02" in status
+        assert "Port tap2" in status
+        assert f"{labid}: persistent" in labctl("status").stdout
+        route = labctl("ssh", name, "vm0", "--", "ip", "route")
+        assert route.returncode == 0
+        assert "default via 203.0.113.129 dev eth0" in route.stdout
+        assert labctl("ssh", name, "vm0", "--", "exit 3").returncode == 3
+        # a persistent lab survives a reaping run
+        labctl("clean")
+        assert netns.exists(labid)
+    finally:
+        down = labctl("down", name)
+    assert down.returncode == 0, down.stderr
+    assert f"removed network namespace {labid}" in down.stdout
+    assert not netns.exists(labid)
+    assert not Path(f"/run/labfixtures/{labid}").exists()
+    assert labctl("down", name).returncode == 2  # already gone: one clear message
+
+
+def test_wrong_lab_file_is_refused_and_leaves_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SEED.read_text().replace("memory: 256", "memory: 64")
+                   .replace("name: seed-minimal", "name: bad-lab"))
+    cp = labctl("up", str(bad))
+    assert cp.returncode == 2
+    assert cp.stderr.startswith(f"labctl: {bad}: vms.vm0.memory: 64 MB is not enough RAM")
+    assert "remedy: RAM size must be above 128MB" in cp.stderr
+    assert not netns.exists("lf-bad-lab")
+    assert not Path("/run/labfixtures/lf-bad-lab").exists()
+
+
+def test_failure_during_up_leaves_nothing(tmp_path):
+    """A VM whose tap is taken fails at boot: the half-built lab is torn down."""
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: half-built\nswitches:\n  sw0: {}\ntaps:\n  - {number: 2, switch: sw0}\n"
+                   "vms:\n  vm0: {image: no-such-image, nics: [{tap: 2}]}\n")
+    cp = labctl("up", str(lab))
+    assert cp.returncode == 2
+    assert "no guest image recipe named 'no-such-image'" in cp.stderr
+    assert not netns.exists("lf-half-built")
+    assert not Path("/run/labfixtures/lf-half-built").exists()
