@@ -14,6 +14,8 @@ EPILOG = """examples:
   sudo labctl up scenarios/labs/seed-minimal.yaml     build the guide's Table 1 lab
   sudo labctl status seed-minimal             its switches, ports, VMs and how to reach them
   sudo labctl ssh seed-minimal vm0 -- ip route        run a command in a VM
+  sudo labctl checkpoint save seed-minimal vm0 step1   a "photo" of the VM, for students
+  sudo labctl checkpoint restore seed-minimal vm0 step1
   sudo labctl down seed-minimal               tear it down
   sudo labctl clean                           remove what dead runs left behind
 """
@@ -190,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("vm")
     sh.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
     sh.set_defaults(func=cmd_ssh)
+
+    from . import checkpoint
+
+    checkpoint.add_parser(sub)
     return p
 
 

@@ -33,6 +33,9 @@ BENIGN_LOG_PATTERNS = (
 
 _lab_key = pytest.StashKey[Lab]()
 
+# boot once, checkpoint, restore per test: `lab_vm`, @pytest.mark.checkpoint
+pytest_plugins = ["labfixtures.plugin_checkpoint"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labfixtures", "network labs (labfixtures)")

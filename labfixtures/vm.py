@@ -155,6 +155,10 @@ class VM(Guest):
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
         self.boot_seconds: float | None = None
+        # checkpoints (labfixtures.checkpoint): a qcow2 attached without a guest device,
+        # holding a saved state for an image without a disk; the tag to restore at start
+        self.state_disk: Path | None = None
+        self.loadvm: str | None = None
 
     def __repr__(self) -> str:
         return f"VM({self.name!r}, image={self.image.name!r})"
@@ -166,15 +170,43 @@ class VM(Guest):
             self.name, self.image, disk=self.overlay, memory_mb=self.opts.memory,
             vcpus=self.opts.vcpus, profile=self.opts.profile,  # type: ignore[arg-type]
             nics=[n.nic_spec() for n in self.nics], append=self.config.to_cmdline(),
-            extra_args=list(self.opts.extra_args), **self.opts.extra_config)
+            extra_args=list(self.opts.extra_args) + self._checkpoint_args(),
+            **self.opts.extra_config)
 
-    def start(self, wait: bool = True, timeout: float = 120.0) -> VM:
+    def _checkpoint_args(self) -> list[str]:
+        args = []
+        if self.state_disk is not None:
+            args += ["-drive", f"if=none,id=lfstate,format=qcow2,"
+                               f"file={str(self.state_disk).replace(',', ',,')}"]
+        if self.loadvm:
+            args += ["-loadvm", self.loadvm]
+        return args
+
+    def description(self) -> dict:
+        """What rebuilds this VM elsewhere (vm.json; checkpoint manifests)."""
+        from dataclasses import asdict
+
+        return {"name": self.name, "image": self.image.name,
+                "recipe_hash": self.image.recipe_hash,
+                "nics": [asdict(n) | {"addresses": list(n.addresses)}
+                         for n in self.nics],
+                "opts": asdict(self.opts), "cmdline": self.config.to_cmdline()}
+
+    def start(self, wait: bool = True, timeout: float = 120.0, loadvm: str | None = None
+              ) -> VM:
+        """Boot; or, with LOADVM, resume the state saved under that tag (the VM's qcow2 or
+        state disk must hold it: see labfixtures.checkpoint), ready once SSH answers."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.image.disk is not None and self.overlay is None:
             self.overlay = create_overlay(self.image.disk, self.dir / f"{self.name}.qcow2")
+        self.loadvm = loadvm
         self.machine = Machine(self.spec(), self.dir, netns=self.lab.ns)
         self.machine.start()
-        if wait:
+        (self.dir / "vm.json").write_text(json.dumps(self.description(), indent=1))
+        if wait and loadvm:
+            self.ssh(deadline=timeout)
+            self.boot_seconds = self.machine.uptime()
+        elif wait:
             self.boot_seconds = self.machine.wait_for_marker(
                 self.image.facts.get("marker", "labfixtures: ready"), timeout=timeout)
         return self

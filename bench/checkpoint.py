@@ -1,0 +1,114 @@
+"""Checkpoint figures: save time, state size, restore -> SSH ready; scenario suite wall time.
+
+    sudo .venv/bin/python bench/checkpoint.py [--runs 7] [--suite]
+
+1. The tiny guest on tap2 of the Table 1 lab: a cold boot to SSH ready (for comparison),
+   `checkpoint.save` (the guest's pause and the whole call), the state's size, then RUNS
+   restores (`checkpoint.restore`: QEMU restarted with -loadvm) timed from the moment
+   QEMU is started to the first successful SSH login, and to a first command's answer.
+2. With --suite: the wall time of `pytest scenarios/ -n 2` with checkpoint reuse (the
+   default; the automatic checkpoints made before are removed first, so the first test
+   per worker still boots) and with `--lab-no-checkpoints`.
+
+Medians (and min/max) are printed; nothing is asserted (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labfixtures import checkpoint as ck  # noqa: E402
+from labfixtures.lab import Lab  # noqa: E402
+
+
+def fmt(xs: list[float]) -> str:
+    return (f"median {statistics.median(xs):.3f} s (min {min(xs):.3f}, max {max(xs):.3f}, "
+            f"n={len(xs)})")
+
+
+def restore_bench(runs: int) -> None:
+    store = ck.CheckpointStore(Path(tempfile.mkdtemp(prefix="lf-bench-cp-")))
+    try:
+        with Lab.open() as lab:
+            sw0 = lab.switch("sw0")
+            sw0.svi(2, "203.0.113.129/26")
+            lab.tap(2)
+            sw0.add_port("tap2", tag=2)
+            t0 = time.monotonic()
+            vm = lab.vm("vm0", tap=2, addresses=["203.0.113.130/26"],
+                        gateway="203.0.113.129")
+            vm.run("echo saved > /root/f", check=True)
+            boot = time.monotonic() - t0
+            print(f"cold boot -> SSH command answered: {boot:.2f} s "
+                  f"(ready marker at {vm.boot_seconds:.2f} s)")
+            saves, pauses = [], []
+            for i in range(3):
+                t = time.monotonic()
+                cp = ck.save(vm, f"b{i}", store=store)
+                saves.append(time.monotonic() - t)
+                pauses.append(cp.manifest["save_seconds"]["paused"])
+            print(f"save (whole call: snapshot, manifest, sha256): {fmt(saves)}")
+            print(f"save (guest paused): {fmt(pauses)}")
+            print(f"state size: {cp.size / 2**20:.1f} MiB "
+                  f"({cp.manifest['files'][ck.STATE_FILE]['size']} bytes)")
+            ready, answered, calls = [], [], []
+            for _ in range(runs):
+                t = time.monotonic()
+                ck.restore(vm, "b0", store=store, wait=True)
+                calls.append(time.monotonic() - t)
+                assert vm.boot_seconds is not None and vm.machine is not None
+                ready.append(vm.boot_seconds)
+                out = vm.run("cat /root/f", check=True).stdout
+                answered.append(vm.machine.uptime())
+                assert out == "saved\n"
+            print(f"restore: QEMU start -> SSH login done: {fmt(ready)}")
+            print(f"restore: QEMU start -> first command answered: {fmt(answered)}")
+            print(f"restore: whole call (stop, copy state, start, SSH): {fmt(calls)}")
+    finally:
+        shutil.rmtree(store.root, ignore_errors=True)
+
+
+def suite_bench() -> None:
+    store = ck.CheckpointStore()
+    shutil.rmtree(store.auto.root, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LABFIXTURES_RUN_ID", "PYTEST_XDIST_WORKER")}
+    for label, extra in (("with checkpoint reuse (cold auto store)", []),
+                         ("with checkpoint reuse (warm auto store)", []),
+                         ("without (--lab-no-checkpoints)", ["--lab-no-checkpoints"])):
+        t = time.monotonic()
+        cp = subprocess.run([sys.executable, "-m", "pytest", "scenarios/", "-n", "2", "-q",
+                             "-p", "labfixtures.plugin_checkpoint", *extra],
+                            cwd=ROOT, capture_output=True, text=True, env=env)
+        wall = time.monotonic() - t
+        tail = (cp.stdout.strip().splitlines() or ["?"])[-1]
+        print(f"pytest scenarios/ -n 2 {label}: {wall:.1f} s wall ({tail})")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--suite", action="store_true", help="also time pytest scenarios/ -n 2")
+    args = p.parse_args()
+    print(f"QEMU {ck.qemu_version()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    restore_bench(args.runs)
+    if args.suite:
+        suite_bench()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""pytest side of checkpoints: VMs from a named checkpoint, and boot once / restore per test.
+
+    def test_step2(lab, lab_vm):                   # boot once, then restore per test
+        build_table1(lab)                           # the taps and switch the VM needs
+        vm0 = lab_vm("vm0", tap=2, addresses=["203.0.113.130/26"], gateway=GW)
+
+    @pytest.mark.checkpoint("step1")                # a state saved earlier, by name
+    def test_after_step1(lab, lab_vm):
+        build_table1(lab)
+        vm0 = lab_vm("vm0", tap=2, ...)            # restored from vm0@step1, not booted
+
+    def test_other(lab, vm_from_checkpoint):
+        build_table1(lab)
+        vm0 = vm_from_checkpoint("step1", "vm0")
+
+`lab_vm(name, **kw)` takes `lab.vm()`'s arguments. The first time a worker asks for a VM
+with given settings (image and its recipe hash, NICs, addresses, memory, profile, QEMU
+version, host TSC), it boots it, waits for SSH and saves an automatic checkpoint in
+`<cache>/checkpoints/.auto/`; every later request, in this run or the next ones, restores
+that checkpoint instead of booting (~0.5 s instead of ~2.5 s for the tiny guest under TCG),
+so each test starts from the same just-booted state. `--lab-no-checkpoints` boots every
+time. Two xdist workers may both boot the first time; the first to finish keeps its
+checkpoint (an atomic rename), the other's is dropped.
+
+A `checkpoint(TAG, vm=None)` marker makes `lab_vm` restore VM@TAG from the store (all of
+the test's VMs, or the names in `vm=`) and fails the test with the remedy when that
+checkpoint does not exist. The lab's taps must exist before: a checkpoint holds a VM, not
+the lab around it.
+
+Known limit: a restored guest's wall clock is the clock at save time (no guest agent to
+set it); compare durations inside the guest, not dates with the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from . import checkpoint
+from .errors import LabError
+from .lab import Lab
+from .vm import VM
+
+AUTO_FORMAT = 1
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("labfixtures", "network labs (labfixtures)")
+    group.addoption("--lab-no-checkpoints", action="store_true",
+                    help="boot every VM that lab_vm() asks for, instead of booting once "
+                         "and restoring an automatic checkpoint for each test")
+    group.addoption("--lab-checkpoint-store", default=None, metavar="DIR",
+                    help="where checkpoints are kept (default: <cache>/checkpoints)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "checkpoint(tag, vm=None): lab_vm() restores the stored checkpoint "
+                   "VM@TAG instead of booting (vm= a name or list of names; default all)")
+
+
+@pytest.fixture(scope="session")
+def checkpoint_store(request: pytest.FixtureRequest) -> checkpoint.CheckpointStore:
+    """The checkpoint store (`--lab-checkpoint-store`, default `<cache>/checkpoints`)."""
+    store = checkpoint.CheckpointStore(request.config.getoption("--lab-checkpoint-store"))
+    if not hasattr(request.config, "workerinput"):
+        store.cleanup()
+        store.auto.cleanup()
+    return store
+
+
+@pytest.fixture
+def vm_from_checkpoint(lab: Lab, checkpoint_store: checkpoint.CheckpointStore
+                       ) -> Callable[..., VM]:
+    """Factory: `vm_from_checkpoint(tag, name="vm0", source=None)` restores SOURCE@TAG
+    (SOURCE defaults to NAME) as VM NAME of this test's lab, ready for SSH."""
+    def make(tag: str, name: str = "vm0", source: str | None = None,
+             timeout: float = 60.0) -> VM:
+        try:
+            return checkpoint.restore_into(lab, name, tag, store=checkpoint_store,
+                                           source=source, timeout=timeout)
+        except LabError as e:
+            pytest.fail(str(e), pytrace=False)
+    return make
+
+
+@pytest.fixture
+def lab_vm(lab: Lab, request: pytest.FixtureRequest,
+           checkpoint_store: checkpoint.CheckpointStore) -> Callable[..., VM]:
+    """Factory with `lab.vm()`'s arguments: a VM in the state just after its boot,
+    restored from an automatic checkpoint when possible (see the module's doc)."""
+    marker = request.node.get_closest_marker("checkpoint")
+    no_checkpoints = request.config.getoption("--lab-no-checkpoints")
+
+    def make(name: str, **kw: Any) -> VM:
+        if marker is not None and _marked(marker, name):
+            tag = marker.args[0] if marker.args else marker.kwargs["tag"]
+            try:
+                vm = checkpoint.restore_into(lab, name, tag, store=checkpoint_store)
+            except LabError as e:
+                pytest.fail(str(e), pytrace=False)
+            _check_asked(vm, kw)
+            return vm
+        if no_checkpoints or kw.get("start") is False:
+            return lab.vm(name, **kw)
+        return boot_once(lab, name, checkpoint_store.auto, **kw)
+    return make
+
+
+def _marked(marker: pytest.Mark, name: str) -> bool:
+    names = marker.kwargs.get("vm")
+    if names is None:
+        return True
+    return name in ([names] if isinstance(names, str) else list(names))
+
+
+def _check_asked(vm: VM, kw: dict) -> None:
+    """A named checkpoint decides the VM's settings; say so if the test asked otherwise."""
+    tap = kw.get("tap")
+    if tap is not None and vm.nics and vm.nics[0].tap != tap:
+        pytest.fail(f"checkpoint of {vm.name} is on tap{vm.nics[0].tap}, the test asks for "
+                    f"tap{tap}", pytrace=False)
+
+
+def auto_tag(vm: VM) -> str:
+    """The automatic checkpoint's tag: a hash of everything that shapes the booted state."""
+    from .qemu.accel import host_tsc_khz
+
+    key = {"format": AUTO_FORMAT, "vm": vm.description(), "qemu": checkpoint.qemu_version(),
+           "spec": {k: str(v) for k, v in vars(vm.spec()).items()
+                    if k not in ("serial_log", "qmp_socket", "uefi_vars")},
+           "tsc": host_tsc_khz()}
+    blob = json.dumps(key, sort_keys=True, default=str).encode()
+    return "auto-" + hashlib.sha256(blob).hexdigest()[:20]
+
+
+def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, **kw: Any) -> VM:
+    """`lab.vm(name, **kw)`, restored from the automatic checkpoint of these settings if
+    there is one, else booted, checked over SSH and checkpointed for the next time."""
+    kw.pop("start", None)
+    vm = lab.vm(name, start=False, **kw)
+    tag = auto_tag(vm)
+    if store.find(name, tag) is not None:
+        try:
+            return checkpoint.restore(vm, tag, store=store, timeout=30.0)
+        except LabError as e:  # a damaged or unusable automatic checkpoint: boot instead
+            warnings.warn(f"automatic checkpoint {name}@{tag} unusable, booting: {e}",
+                          stacklevel=2)
+            vm.stop()
+            vm.state_disk = None
+            if vm.overlay is not None:
+                vm.overlay.unlink(missing_ok=True)
+                vm.overlay = None
+            with contextlib.suppress(LabError):
+                store.delete(name, tag)
+    vm.start()
+    vm.run("true", check=True)
+    checkpoint.save(vm, tag, store=store, exist_ok=True)
+    return vm

@@ -1,0 +1,218 @@
+"""Checkpoints of a real tiny guest: save live, restore, restore into a fresh lab, bundles.
+
+Timings are measured in bench/checkpoint.py, never asserted here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from labfixtures import checkpoint as ck
+from labfixtures import guestimages
+from labfixtures.errors import LabError
+from labfixtures.lab import Lab
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, taps)"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                       reason="qemu-system-x86 is not installed"),
+]
+
+VM_ADDR = "203.0.113.130/26"
+GATEWAY = "203.0.113.129"
+
+
+def fresh_labid(suffix: str) -> str:
+    """Another lab beside the session's own (`lf-RUN-WORKER`), reaped with it."""
+    from labfixtures.labhost import default_labid
+
+    return f"{default_labid()}-{suffix}"
+
+
+def table1(lab: Lab) -> None:
+    """The guide's Table 1: sw0, its SVI on VLAN 2, tap2 an access port of VLAN 2."""
+    sw0 = lab.switch("sw0")
+    sw0.svi(2, f"{GATEWAY}/26")
+    lab.tap(2)
+    sw0.add_port("tap2", tag=2)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> guestimages.GuestImage:
+    try:
+        return guestimages.get("tiny")
+    except LabError as e:
+        pytest.skip(f"{e.problem} ({e.remedy})")
+
+
+@pytest.fixture
+def store(tmp_path, tiny) -> ck.CheckpointStore:
+    return ck.CheckpointStore(tmp_path / "checkpoints")
+
+
+def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, store):
+    table1(lab)
+    vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
+    vm.run("echo before > /root/kept", check=True)
+    pid_before = vm.machine.pid
+
+    cp = ck.save(vm, "step1", store=store)
+    assert vm.machine.pid == pid_before and vm.machine.running, "the save must be live"
+    assert vm.run("cat /root/kept", check=True).stdout == "before\n"
+    assert cp.manifest["files"][ck.STATE_FILE]["size"] > 1 << 20
+    assert [c.tag for c in store.list("vm0")] == ["step1"]
+
+    vm.run("echo after > /root/kept; echo new > /root/later", check=True)
+    ck.restore(vm, "step1", store=store)
+    assert vm.machine.pid != pid_before
+    assert vm.run("cat /root/kept", check=True).stdout == "before\n"
+    assert not vm.run("test -e /root/later").ok, "a change made after the save survived"
+    # same MAC on the same tap
+    argv = vm.machine.cmdline_file.read_text()
+    assert "ifname=tap2," in argv and "mac=b8:ad:ca:fe:00:02" in argv
+    assert "b8:ad:ca:fe:00:02" in vm.run("cat /sys/class/net/eth0/address").stdout
+    assert vm.ping(GATEWAY)
+    assert lab.ping(VM_ADDR.split("/")[0])
+
+    # a second save and restore from the restored VM works the same way
+    vm.run("echo second > /root/kept", check=True)
+    ck.save(vm, "step2", store=store)
+    vm.run("rm /root/kept", check=True)
+    ck.restore(vm, "step2", store=store)
+    assert vm.run("cat /root/kept", check=True).stdout == "second\n"
+    store.delete("vm0", "step2")
+    assert [c.tag for c in store.list("vm0")] == ["step1"]
+
+
+def test_restore_refuses_a_vm_with_other_settings(lab, store):
+    table1(lab)
+    lab.tap(3)
+    vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
+    ck.save(vm, "s", store=store)
+    other = lab.vm("vm1", tap=3, memory=192, start=False)
+    with pytest.raises(LabError, match="memory_mb: checkpoint 256, VM 192"):
+        ck.restore(other, "s", store=store, source="vm0")
+    with pytest.raises(LabError, match="already exists"):
+        ck.save(vm, "s", store=store)
+    with pytest.raises(LabError, match="no checkpoint vm0@nope"):
+        ck.restore(vm, "nope", store=store)
+
+
+def test_export_import_into_an_empty_store_and_restore_into_a_fresh_lab(lab, store,
+                                                                        tmp_path):
+    table1(lab)
+    vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
+    vm.run("echo from-the-first-lab > /root/note", check=True)
+    ck.save(vm, "handout", store=store)
+    bundle = store.export("vm0", "handout", tmp_path / "handout.tar")
+
+    # a corrupted copy of the real bundle is refused and leaves nothing behind
+    bad = tmp_path / "bad.tar"
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    empty = ck.CheckpointStore(tmp_path / "empty")
+    with pytest.raises(LabError, match="corrupted"):
+        empty.import_bundle(bad)
+    assert not empty.root.exists() or not any(empty.root.iterdir())
+
+    cp = empty.import_bundle(bundle)
+    assert cp.manifest["vm"]["nics"][0]["tap"] == 2
+    # another lab: other namespace, other Open vSwitch, the same plan
+    with Lab.open(fresh_labid("fresh")) as fresh:
+        table1(fresh)
+        vm2 = ck.restore_into(fresh, "vm0", "handout", store=empty)
+        assert vm2.run("cat /root/note", check=True).stdout == "from-the-first-lab\n"
+        assert vm2.mac == "b8:ad:ca:fe:00:02"
+        assert vm2.ping(GATEWAY)
+        assert vm2.run("ip route", check=True).stdout.startswith(f"default via {GATEWAY}")
+    # the original VM is untouched by all this
+    assert vm.run("cat /root/note", check=True).stdout == "from-the-first-lab\n"
+
+
+def test_restore_into_a_lab_without_the_tap_says_so(store, tmp_path):
+    with Lab.open(fresh_labid("src")) as lab:
+        table1(lab)
+        vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
+        ck.save(vm, "t", store=store)
+    with Lab.open(fresh_labid("bare"), start_ovs=False) as bare, \
+            pytest.raises(LabError, match="tap2 does not exist"):
+        ck.restore_into(bare, "vm0", "t", store=store)
+
+
+PLUGIN_TESTS = '''
+import pytest
+
+GW = "203.0.113.129"
+
+def table1(lab):
+    sw0 = lab.switch("sw0")
+    sw0.svi(2, GW + "/26")
+    lab.tap(2)
+    sw0.add_port("tap2", tag=2)
+
+@pytest.mark.parametrize("i", range(3))
+def test_each_test_starts_from_the_booted_state(lab, lab_vm, i):
+    table1(lab)
+    vm = lab_vm("vm0", tap=2, addresses=["203.0.113.130/26"], gateway=GW)
+    print("MODE", vm.name, "restored" if vm.loadvm else "booted")
+    assert not vm.run("test -e /root/dirty").ok
+    vm.run("touch /root/dirty", check=True)
+
+@pytest.mark.checkpoint("named")
+def test_marker_restores_a_named_checkpoint(lab, lab_vm):
+    table1(lab)
+    vm = lab_vm("vm0", tap=2)
+    assert vm.loadvm == "named"
+    assert vm.run("cat /root/mark", check=True).stdout == "named\\n"
+
+def test_factory(lab, vm_from_checkpoint):
+    table1(lab)
+    vm = vm_from_checkpoint("named", "vm0")
+    assert vm.run("cat /root/mark", check=True).stdout == "named\\n"
+'''
+
+
+def test_plugin_boot_once_restore_per_test_and_named_checkpoints(tmp_path, store):
+    with Lab.open(fresh_labid("named")) as lab:  # the named checkpoint the marked tests ask for
+        table1(lab)
+        vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
+        vm.run("echo named > /root/mark", check=True)
+        ck.save(vm, "named", store=store)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "test_cp.py").write_text(textwrap.dedent(PLUGIN_TESTS))
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LABFIXTURES_RUN_ID", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID")}
+
+    def run(*extra: str) -> str:
+        cp = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "labfixtures.plugin_checkpoint", "-s",
+             "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--lab-no-reap",
+             f"--lab-checkpoint-store={store.root}",
+             *extra, str(tmp_path / "t")],
+            capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[2],
+            env=env)
+        assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-2000:]
+        return cp.stdout
+
+    out = run()
+    modes = re.findall(r"MODE vm0 (\w+)", out)
+    assert modes == ["booted", "restored", "restored"], out
+    assert [c.vm for c in store.auto.list()] == ["vm0"]
+    out = run()  # the next run reuses the automatic checkpoint from the start
+    modes = re.findall(r"MODE vm0 (\w+)", out)
+    assert modes == ["restored"] * 3, out
+    out = run("--lab-no-checkpoints", "-k", "booted_state")
+    modes = re.findall(r"MODE vm0 (\w+)", out)
+    assert modes == ["booted"] * 3, out
