@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import netns, probes, procs, rtnl
 from .errors import LabError
+from .guestimages import GuestImage
 from .labhost import LabHost, Ledger
 from .netlink import Address, Neighbour, Netlink, Route, check_ifname
 from .ovs import OvsServer, PortMode, PortSpec, parse_port_mode
@@ -48,6 +49,7 @@ class _Shared:
     switches: dict[str, Switch] = field(default_factory=dict)
     hosts: dict[str, VethHost] = field(default_factory=dict)
     vms: dict[str, VM] = field(default_factory=dict)
+    keep_overlays: Path | None = None
 
 
 class Lab:
@@ -62,7 +64,7 @@ class Lab:
     @classmethod
     def open(cls, labid: str | None = None, *, datapath: str = "auto",
              run_base: Path | None = None, persistent: bool = False, source: str = "",
-             start_ovs: bool = True) -> Lab:
+             start_ovs: bool = True, keep_overlays: Path | None = None) -> Lab:
         """Create the lab host (namespace, run directory) and, by default, its OVS."""
         from .ovs import resolve_datapath
 
@@ -73,7 +75,7 @@ class Lab:
             nl = Netlink(host.ns)
             host.ledger.push("netlink socket", nl.close)
             _no_dad(host.ns)
-            lab = cls(_Shared(host, dp, nl), host.ledger)
+            lab = cls(_Shared(host, dp, nl, keep_overlays=keep_overlays), host.ledger)
             if start_ovs:
                 lab.ovs  # noqa: B018 - start it now, not in the middle of a test
         except BaseException:
@@ -131,6 +133,11 @@ class Lab:
     def hosts(self) -> dict[str, VethHost]:
         """The lab's veth hosts by name (all scopes)."""
         return dict(self._s.hosts)
+
+    @property
+    def keep_overlays(self) -> Path | None:
+        """Where VM overlays go at teardown instead of being deleted (None: deleted)."""
+        return self._s.keep_overlays
 
     @property
     def vms(self) -> dict[str, VM]:
@@ -284,7 +291,8 @@ class Lab:
 
     def vm(self, name: str, *, tap: int | None = None, addresses: Sequence[str] = (),
            gateway: str | None = None, user: bool = False, ssh_port: int | None = None,
-           dhcp: bool = False, nics: Sequence[VmNic] | None = None, image: str = "tiny",
+           dhcp: bool = False, nics: Sequence[VmNic] | None = None,
+           image: str | GuestImage = "tiny",
            memory: int = 256, vcpus: int = 1, profile: str = "fast",
            hostname: str | None = None, extra_args: Sequence[str] = (),
            start: bool = True) -> VM:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(netdev), or auto: system when the openvswitch module is loaded")
     group.addoption("--lab-no-reap", action="store_true",
                     help="do not remove labs left by dead runs at start-up")
+    group.addoption("--lab-keep-overlays", metavar="DIR", default=None,
+                    help="move VM disk overlays to DIR at teardown instead of deleting "
+                         "them (to inspect what a test wrote)")
     group.addoption("--lab-attach", action="append", default=[], metavar="NAME=TARGET",
                     help="check a VM that labfixtures did not start: NAME=[USER@]HOST[:PORT] "
                          "(IPv6 in brackets: vm0=root@[fe80::baad:caff:fefe:2%%sw0-vlan2]); "
@@ -102,7 +106,9 @@ def lab_host(request: pytest.FixtureRequest) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("labfixtures needs root to build a lab (run under sudo)")
     try:
-        lab = Lab.open(datapath=request.config.getoption("--lab-datapath"))
+        keep = request.config.getoption("--lab-keep-overlays")
+        lab = Lab.open(datapath=request.config.getoption("--lab-datapath"),
+                       keep_overlays=Path(keep).absolute() if keep else None)
     except LabError as e:
         pytest.fail(str(e), pytrace=False)
     request.config.stash[_lab_key] = lab

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class VmNic:
 
 @dataclass
 class VmOptions:
-    image: str = "tiny"
+    image: str | guestimages.GuestImage = "tiny"  # a recipe name, or a built image
     memory: int = 256
     vcpus: int = 1
     profile: str = "fast"
@@ -155,6 +156,7 @@ class VM(Guest):
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
         self.boot_seconds: float | None = None
+        self.kept_overlay: Path | None = None
         # checkpoints (labfixtures.checkpoint): a qcow2 attached without a guest device,
         # holding a saved state for an image without a disk; the tag to restore at start
         self.state_disk: Path | None = None
@@ -184,13 +186,14 @@ class VM(Guest):
 
     def description(self) -> dict:
         """What rebuilds this VM elsewhere (vm.json; checkpoint manifests)."""
-        from dataclasses import asdict
+        from dataclasses import asdict, replace
 
         return {"name": self.name, "image": self.image.name,
                 "recipe_hash": self.image.recipe_hash,
                 "nics": [asdict(n) | {"addresses": list(n.addresses)}
                          for n in self.nics],
-                "opts": asdict(self.opts), "cmdline": self.config.to_cmdline()}
+                "opts": asdict(replace(self.opts, image=self.image.name)),
+                "cmdline": self.config.to_cmdline()}
 
     def start(self, wait: bool = True, timeout: float = 120.0, loadvm: str | None = None
               ) -> VM:
@@ -223,8 +226,19 @@ class VM(Guest):
             self._ssh = None
 
     def remove_overlay(self) -> None:
-        if self.overlay is not None:
-            self.overlay.unlink(missing_ok=True)
+        """Delete the overlay at teardown, or move it to the lab's keep directory when the
+        user asked to keep overlays (`--lab-keep-overlays DIR`): the base is untouched
+        either way."""
+        if self.overlay is None or not self.overlay.exists():
+            return
+        keep = self.lab.keep_overlays
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            target = keep / f"{self.lab.labid}-{self.name}.qcow2"
+            shutil.move(str(self.overlay), target)
+            self.kept_overlay = target
+        else:
+            self.overlay.unlink()
 
     @property
     def serial_log(self) -> Path | None:
@@ -303,7 +317,8 @@ def guest_config(name: str, nics: Sequence[VmNic], hostname: str | None = None
 def create(lab: Lab, name: str, nics: Sequence[VmNic], opts: VmOptions,
            start: bool = True) -> VM:
     """Build the VM's overlay and machine, push its undo on LAB's ledger, boot it."""
-    image = guestimages.get(opts.image)
+    image = opts.image if isinstance(opts.image, guestimages.GuestImage) else \
+        guestimages.get(opts.image)
     vm = VM(lab, name, list(nics), opts, image,
             guest_config(name, nics, opts.hostname))
     lab.ledger.push(f"VM {name} overlay", vm.remove_overlay)

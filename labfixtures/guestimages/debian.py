@@ -1,0 +1,463 @@
+"""The `debian` guest image: Debian bookworm installed the guide's way, from Debian packages.
+
+What the image is (guide §5, §7): a qcow2 disk with an msdos label, vda1 `/boot` (ext2, boot
+flag), vda2 extended, vda5 the LVM physical volume of VG `vm0`, whose LV `root` holds `/`
+(ext4); GRUB in the MBR, so SeaBIOS boots it on its own. Beside the disk, the kernel and the
+initramfs of the installed system, for a fast direct-kernel boot (`-kernel -initrd -append
+root=/dev/mapper/vm0-root ...`), and the installer ISO that made it (guide A.4).
+
+How it is built, and why:
+
+1. `debootstrap --variant=minbase` of bookworm from the mirror of the host's own APT
+   configuration (nothing else may be downloaded). The tree is cached apart, keyed by suite
+   and package list: it is the slow step and rarely changes.
+2. A copy of the tree is configured on the host: user `etu`, root login by key only (the
+   cache's key), the `lf.*` guest configuration hook (files/debian-lf-*), EUI-64 link-local
+   addresses, `net.ifnames=0` (the interface is eth0), units masked for a fast boot.
+3. Its initramfs is rebuilt with only the modules a virtio + LVM root needs (MODULES=list):
+   the default MODULES=most one takes seconds longer to unpack under TCG.
+4. The installer ISO is made from the tree (installer.py); it is booted on a blank 8 GiB
+   qcow2 disk, because LVM can only be created by a guest kernel here (no device-mapper on
+   the host). The installer partitions, copies the tree, installs GRUB and powers off.
+
+Public API: `DebianRecipe` (a cache `Recipe`), `build(cache, progress) -> GuestImage`,
+`iso_install(image, disk, ...)` for the A.4 scenario, `mirror_from_apt()`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CommandError, LabError
+from ..qemu.accel import resolve as resolve_accel
+from . import installer
+from .cache import GuestImage, ImageCache, Progress, ProgressFn, source_digest
+from .installer import InstallerMedia, InstallOptions, data_file, run
+from .tiny import extract_vmlinux
+
+SUITE = "bookworm"
+
+#: What lf-ready.service prints on ttyS0 once sshd is up.
+MARKER = "labfixtures: ready"
+
+#: What the guide's VM needs (LVM, parted, GRUB, SSH, ifupdown) and what scenarios check
+#: (lspci, ping, ethtool, python3 for testinfra), nothing more.
+PACKAGES: tuple[str, ...] = (
+    "systemd-sysv", "udev", "kmod", "openssh-server", "iproute2", "ifupdown",
+    "iputils-ping", "ethtool", "pciutils", "procps", "lvm2", "parted", "e2fsprogs",
+    "rsync", "sudo", "python3", "linux-image-amd64", "initramfs-tools", "zstd", "grub-pc",
+)
+
+#: Host packages the build runs.
+HOST_TOOLS = {
+    "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "qemu-img": "qemu-utils",
+    "qemu-system-x86_64": "qemu-system-x86", "grub-mkrescue": "grub-common",
+    "xorriso": "xorriso", "cpio": "cpio", "unshare": "util-linux",
+}
+
+#: Units a lab VM does not need; each one costs boot time under TCG.
+MASKED_UNITS = (
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
+    "e2scrub_reap.service", "fstrim.timer", "lvm2-monitor.service", "systemd-pstore.service",
+    "getty@tty1.service", "getty-static.service", "systemd-journal-flush.service",
+    "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount", "systemd-machine-id-commit.service",
+    "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-kernel-config.mount",
+    "sys-fs-fuse-connections.mount", "dev-hugepages.mount", "dev-mqueue.mount",
+    "modprobe@fuse.service", "modprobe@configfs.service", "modprobe@drm.service",
+    "modprobe@efi_pstore.service", "modprobe@dm_mod.service", "modprobe@loop.service",
+    "systemd-sysusers.service", "systemd-update-utmp.service",
+    "systemd-update-utmp-runlevel.service", "systemd-random-seed.service",
+    "systemd-modules-load.service",
+    # ifupdown stays installed (`ifup eth0` works); at boot, lf-config does the job and
+    # `networking.service` would cost seconds on the way to ssh.service. Unmask to use
+    # /etc/network/interfaces at boot.
+    "networking.service", "ifupdown-wait-online.service",
+)
+
+#: Kernel parameters shared by the direct boot and GRUB. `net.ifnames=0`: the NIC is eth0.
+#: The rest trims what TCG makes slow: console output, timer checks, crypto self-tests.
+BASE_CMDLINE = (
+    "console=ttyS0,115200", "net.ifnames=0", "quiet", "loglevel=3", "systemd.show_status=0",
+    "tsc=reliable", "no_timer_check", "cryptomgr.notests", "mitigations=off",
+)
+
+#: In the initramfs: the root's path (virtio disk, device-mapper, ext4), plus virtio_net so
+#: that eth0 exists before lf-config runs, and virtio_mmio for the microvm profile.
+_INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "dm_mod",
+                      "ext4", "crc32c_generic")
+
+
+def mirror_from_apt(suite: str = SUITE, apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror URI that the host's APT uses for SUITE (deb822 or one-line sources).
+
+    Why: the hosts reach only the mirror configured for them; a mirror written in the code
+    would break elsewhere.
+    """
+    candidates: list[tuple[str, list[str], list[str], list[str]]] = []
+    for f in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", f.read_text()):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                k, _, v = line.partition(":")
+                fields[k.strip().lower()] = v.strip()
+            if fields.get("enabled", "yes").lower() == "no":
+                continue
+            candidates.append((fields.get("uris", ""), fields.get("types", "").split(),
+                               fields.get("suites", "").split(),
+                               fields.get("components", "").split()))
+    lists = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
+    for f in lists:
+        if not f.exists():
+            continue
+        for line in f.read_text().splitlines():
+            line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(line) >= 3 and line[0] in ("deb", "deb-src"):
+                candidates.append((line[1], [line[0]], [line[2]], line[3:]))
+    for uris, types, suites, components in candidates:
+        if "deb" in types and suite in suites and "main" in components:
+            for uri in uris.split():
+                if uri.startswith(("http://", "https://", "file:/")):
+                    return uri.rstrip("/")
+    raise LabError(f"no Debian mirror for '{suite} main' in the APT configuration of {apt_dir}",
+                   f"add a 'deb' source for {suite} to /etc/apt/sources.list.d/")
+
+
+def require_host_tools() -> None:
+    missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
+    if missing:
+        raise LabError(f"building the debian image needs {', '.join(missing)}",
+                       f"apt-get install {' '.join(missing)}")
+    if os.geteuid() != 0:
+        raise LabError("building the debian image needs root (debootstrap, chroot)",
+                       "run the build as root, or use an image built beforehand")
+
+
+def chroot(tree: Path, *argv: str, timeout: float = 900) -> str:
+    """Run ARGV inside TREE with /proc, /sys and /dev mounted in a private mount namespace.
+
+    Why unshare: the mounts vanish with the command, even if it crashes; nothing is left
+    mounted on the host.
+    """
+    script = ('set -e; mount -t proc proc "$1/proc"; mount --rbind /sys "$1/sys"; '
+              'mount --rbind /dev "$1/dev"; t=$1; shift; exec chroot "$t" "$@"')
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root",
+           "DEBIAN_FRONTEND": "noninteractive"}
+    return run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                str(tree), *argv], timeout=timeout, env=env)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+@dataclass
+class DebianRecipe:
+    """The `debian` image recipe; its fields are what the image hash depends on."""
+
+    name: str = "debian"
+    description: str = "Debian bookworm on msdos + LVM (vm0/root) + GRUB, installed the guide's way"
+    suite: str = SUITE
+    packages: tuple[str, ...] = PACKAGES
+    user: str = "etu"
+    hostname: str = "vm0"
+    disk_size: str = installer.DEFAULT_DISK_SIZE
+    layout: InstallOptions = field(default_factory=InstallOptions)
+    compress: bool = False
+    accel: str = "auto"  # of the installer VM: KVM only where a probe proves it works
+    mirror: str | None = None  # None: from the host's APT configuration
+    steps: int = 6
+
+    # -- cache protocol ------------------------------------------------------------------
+
+    def fingerprint(self, cache: ImageCache) -> dict:
+        """Cheap: the recipe's fields, its source files, the kernel version APT offers."""
+        try:
+            from .cache import apt_candidate
+
+            kernel = apt_candidate("linux-image-amd64")[0]
+        except LabError:
+            kernel = "unknown"
+        files = [Path(__file__), Path(installer.__file__),
+                 *sorted(data_file("").glob("debian-*"))]
+        return {"suite": self.suite, "packages": sorted(self.packages), "user": self.user,
+                "hostname": self.hostname, "disk_size": self.disk_size,
+                "layout": [self.layout.disk, self.layout.vg, self.layout.lv,
+                           self.layout.boot_mib], "compress": self.compress,
+                "kernel_candidate": kernel, "sources": source_digest(*files)}
+
+    def tree_key(self) -> str:
+        """Key of the cached debootstrap tree: only what debootstrap itself depends on."""
+        import hashlib
+
+        blob = "\n".join([self.suite, "minbase", *sorted(self.packages)]).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def root_device(self) -> str:
+        return f"/dev/mapper/{self.layout.vg}-{self.layout.lv}"
+
+    def cmdline(self) -> str:
+        """Kernel command line for the direct boot of the installed disk."""
+        return " ".join([f"root={self.root_device}", "ro", *BASE_CMDLINE])
+
+    def build(self, cache: ImageCache, out: Path, progress: Progress) -> GuestImage:
+        require_host_tools()
+        t0 = time.monotonic()
+        timings: dict[str, float] = {}
+        work = Path(tempfile.mkdtemp(prefix=".debian-work-", dir=cache.root))
+        try:
+            t = time.monotonic()
+            base = self.base_tree(cache, progress)
+            timings["debootstrap"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            progress.step("copying and configuring the tree (user, ssh, lf-config, units)")
+            tree = work / "tree"
+            run(["cp", "-a", "--reflink=auto", str(base), str(tree)])
+            self.customize_tree(tree, cache.public_key())
+            timings["configure"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            progress.step("rebuilding the initramfs (virtio + LVM modules only)")
+            self.rebuild_initramfs(tree)
+            timings["initramfs"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            progress.step("building the installer ISO (grub-mkrescue/xorriso)")
+            media = installer.build_iso(tree, work, out / "installer.iso", self.layout)
+            timings["iso"] = round(time.monotonic() - t, 1)
+
+            t = time.monotonic()
+            accel = resolve_accel(self.accel)
+            progress.step(f"installing onto a blank {self.disk_size} qcow2 disk "
+                          f"in a VM ({accel.name}: {accel.reason})")
+            disk = work / "disk.qcow2"
+            result = installer.install(media, disk, boot="direct", disk_size=self.disk_size,
+                                       accel=accel.name, log=out / "install.log",
+                                       progress=progress.out)
+            timings["install"] = round(result.seconds, 1)
+
+            t = time.monotonic()
+            progress.step("kernel and initramfs for direct boot"
+                          + (", compressing the disk" if self.compress else ""))
+            release = installer.kernel_release(tree)
+            vmlinuz, initrd = out / "vmlinuz", out / "initrd.img"
+            shutil.copy2(tree / "boot" / f"vmlinuz-{release}", vmlinuz)
+            shutil.copy2(tree / "boot" / f"initrd.img-{release}", out / "initrd-debian.img")
+            self.build_fast_initrd(tree, initrd)
+            # The uncompressed kernel boots through its PVH entry: no inflating of vmlinuz,
+            # seconds saved under TCG (DESIGN §2).
+            kernel = out / "vmlinux"
+            extract_vmlinux(vmlinuz, kernel)
+            final_disk = out / "disk.qcow2"
+            if self.compress:
+                run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(final_disk)])
+            else:
+                os.replace(disk, final_disk)
+            timings["finish"] = round(time.monotonic() - t, 1)
+            packages = self.package_versions(tree)
+            host_key = (tree / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        timings["total"] = round(time.monotonic() - t0, 1)
+        _write(out / "timings.txt", "".join(f"{k} {v}\n" for k, v in timings.items()))
+        progress.done("debian image built")
+        return GuestImage(name=self.name, recipe_hash="", path=out, kernel=kernel, initrd=initrd,
+                          disk=final_disk, cmdline=self.cmdline(), ssh_user="root",
+                          private_key=cache.private_key, public_key=cache.public_key(),
+                          packages=packages, host_public_key=" ".join(host_key[:2]),
+                          facts={"marker": MARKER, "kernel_release": release,
+                                 "root_device": self.root_device, "vg": self.layout.vg,
+                                 "lv": self.layout.lv, "user": self.user,
+                                 "hostname": self.hostname, "vmlinuz": "vmlinuz",
+                                 "initrd_debian": "initrd-debian.img",
+                                 "installer_iso": "installer.iso",
+                                 **{f"seconds_{k}": str(v) for k, v in timings.items()}})
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def base_tree(self, cache: ImageCache, progress: Progress) -> Path:
+        """The pristine debootstrap tree, built once per suite and package list."""
+        trees = cache.root / "trees"
+        trees.mkdir(parents=True, exist_ok=True)
+        final = trees / f"debian-{self.suite}-{self.tree_key()}"
+        if (final / ".complete").exists():
+            progress.step(f"debootstrap: reusing {final}")
+            return final
+        with cache.lock(f"debian-tree-{self.tree_key()}", progress.out):
+            if (final / ".complete").exists():
+                progress.step(f"debootstrap: reusing {final}")
+                return final
+            mirror = self.mirror or mirror_from_apt(self.suite)
+            progress.step(f"debootstrap --variant=minbase {self.suite} "
+                          f"({len(self.packages)} packages, about 2 minutes)")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=trees))
+            try:
+                argv = ["debootstrap", "--variant=minbase",
+                        "--include=" + ",".join(self.packages), self.suite, str(tmp), mirror]
+                try:
+                    cp = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
+                except subprocess.TimeoutExpired:
+                    raise LabError("debootstrap took more than an hour",
+                                   "check access to the APT mirror") from None
+                if cp.returncode != 0:
+                    log = tmp / "debootstrap" / "debootstrap.log"
+                    detail = log.read_text()[-2000:] if log.exists() else cp.stderr
+                    raise CommandError(argv, cp.returncode, detail,
+                                       "check the APT sources and access to the mirror")
+                for deb in (tmp / "var/cache/apt/archives").glob("*.deb"):
+                    deb.unlink()
+                (tmp / ".complete").write_text(f"{time.time()}\n")
+                if final.exists():
+                    shutil.rmtree(final)
+                tmp.rename(final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return final
+
+    def customize_tree(self, tree: Path, public_key: str) -> None:
+        """Everything that makes the tree a labfixtures guest (see the module docstring)."""
+        (tree / ".complete").unlink(missing_ok=True)
+        _write(tree / "etc/hostname", f"{self.hostname}\n")
+        _write(tree / "etc/hosts", f"127.0.0.1\tlocalhost\n127.0.1.1\t{self.hostname}\n"
+               "::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\n"
+               "ff02::2\tip6-allrouters\n")
+        # A machine id per boot (empty file), not one shared by every VM of the image.
+        _write(tree / "etc/machine-id", "", 0o444)
+        (tree / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+        _write(tree / "etc/resolv.conf", "")
+
+        # Users: root by key only; etu as in the guide, with sudo and the same key.
+        ssh = tree / "root/.ssh"
+        ssh.mkdir(mode=0o700, exist_ok=True)
+        _write(ssh / "authorized_keys", public_key + "\n", 0o600)
+        if f"\n{self.user}:" not in "\n" + (tree / "etc/passwd").read_text():
+            chroot(tree, "useradd", "--create-home", "--shell", "/bin/bash", "--groups",
+                   "sudo", "--comment", "labfixtures user", self.user)
+        chroot(tree, "sh", "-c", f"install -d -m 700 -o {self.user} -g {self.user} "
+               f"/home/{self.user}/.ssh && install -m 600 -o {self.user} -g {self.user} "
+               f"/root/.ssh/authorized_keys /home/{self.user}/.ssh/authorized_keys")
+        _write(tree / f"etc/sudoers.d/{self.user}", f"{self.user} ALL=(ALL) NOPASSWD: ALL\n",
+               0o440)
+        _write(tree / "etc/ssh/sshd_config.d/labfixtures.conf",
+               "# labfixtures: keys only, no reverse DNS (no resolver in a lab)\n"
+               "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+               "KbdInteractiveAuthentication no\nUseDNS no\n")
+        # sshd starts as soon as the root file system and lf-config are there, not after
+        # sysinit.target (udev coldplug takes seconds under TCG); no `sshd -t` before it
+        # (one more exec; the configuration is ours).
+        _write(tree / "etc/systemd/system/ssh.service.d/labfixtures.conf",
+               "[Unit]\nDefaultDependencies=no\n"
+               "After=local-fs.target systemd-journald.socket lf-config.service\n"
+               "Before=shutdown.target\nConflicts=shutdown.target\n\n"
+               "[Service]\nExecStartPre=\n")
+        shutil.copy2(data_file("debian-modprobe.conf"), tree / "etc/modprobe.d/labfixtures.conf")
+
+        # Networking: lo via ifupdown, every eth* up with EUI-64 link-local, lf.* at boot.
+        _write(tree / "etc/network/interfaces",
+               "# eth* are brought up by udev (labfixtures lf-link) and configured from the\n"
+               "# kernel command line by lf-config.service; add stanzas here as usual.\n"
+               "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n")
+        lib = tree / "usr/lib/labfixtures"
+        lib.mkdir(parents=True, exist_ok=True)
+        for src, dst in (("debian-lf-config.sh", "lf-config"), ("debian-lf-link.sh", "lf-link"),
+                         ("debian-install.sh", "install.sh")):
+            shutil.copy2(data_file(src), lib / dst)
+            (lib / dst).chmod(0o755)
+        shutil.copy2(data_file("debian-lf-link.rules"),
+                     tree / "etc/udev/rules.d/70-labfixtures-link.rules")
+        for unit in ("lf-config.service", "lf-ready.service"):
+            shutil.copy2(data_file(f"debian-{unit}"), tree / "etc/systemd/system" / unit)
+        _write(tree / "etc/sysctl.d/60-labfixtures.conf",
+               "# EUI-64 link-local addresses, as the guide computes them from the MAC\n"
+               "net.ipv6.conf.all.addr_gen_mode = 0\nnet.ipv6.conf.default.addr_gen_mode = 0\n")
+
+        # Boot speed: no persistent journal to flush, needless units masked.
+        _write(tree / "etc/systemd/journald.conf.d/labfixtures.conf",
+               "[Journal]\nStorage=volatile\n")
+        chroot(tree, "systemctl", "enable", "lf-config.service", "lf-ready.service")
+        chroot(tree, "systemctl", "mask", *MASKED_UNITS)
+
+        # GRUB, for the boot from disk: no menu delay, serial console, same parameters.
+        _write(tree / "etc/default/grub.d/labfixtures.cfg",
+               "GRUB_TIMEOUT=0\nGRUB_TIMEOUT_STYLE=hidden\nGRUB_DISABLE_OS_PROBER=true\n"
+               "GRUB_DISABLE_RECOVERY=true\n"
+               'GRUB_TERMINAL="serial console"\nGRUB_SERIAL_COMMAND="serial --speed=115200"\n'
+               'GRUB_CMDLINE_LINUX_DEFAULT=""\n'
+               f'GRUB_CMDLINE_LINUX="{" ".join(BASE_CMDLINE)}"\n')
+
+    def rebuild_initramfs(self, tree: Path) -> None:
+        """An initramfs with only virtio, device-mapper and ext4: smaller, faster to boot."""
+        _write(tree / "etc/initramfs-tools/conf.d/labfixtures.conf",
+               "# labfixtures: only what a virtio disk with an LVM root needs\n"
+               "MODULES=list\nRESUME=none\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\n")
+        _write(tree / "etc/initramfs-tools/modules", "".join(f"{m}\n" for m in _INITRAMFS_MODULES))
+        chroot(tree, "update-initramfs", "-u", "-k", "all")
+
+    @staticmethod
+    def build_fast_initrd(tree: Path, out: Path) -> Path:
+        """The direct-boot initramfs (files/debian-fast-init.sh): busybox, modules, lvm."""
+        lvm = "/usr/sbin/lvm"
+        return installer.make_initramfs(
+            tree, out, data_file("debian-fast-init.sh"), _INITRAMFS_MODULES,
+            binaries={lvm: installer.tree_libraries(tree, lvm)}, files=("/etc/lvm/lvm.conf",))
+
+    @staticmethod
+    def package_versions(tree: Path) -> dict[str, str]:
+        out = run(["dpkg-query", "--admindir", str(tree / "var/lib/dpkg"), "-W",
+                   "-f", "${Package}\t${Version}\n"])
+        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def build(cache: ImageCache | None = None, progress: ProgressFn | None = print,
+          force: bool = False, recipe: DebianRecipe | None = None) -> GuestImage:
+    """The `debian` image from CACHE, built first if its recipe hash is not there."""
+    cache = cache or ImageCache()
+    return cache.build(recipe or DebianRecipe(), progress, force=force)
+
+
+def iso_install(image: GuestImage, disk: Path, *, boot: str = "firmware",
+                progress: ProgressFn | None = print, **kw) -> installer.InstallResult:
+    """The guide's A.4: boot the image's installer ISO once onto a new blank DISK.
+
+    With `boot="firmware"` SeaBIOS boots the CD-ROM (El Torito, GRUB), as in
+    `iso-install-startup.sh`; the disk then boots on its own through GRUB.
+    """
+    iso = image.path / "installer.iso"
+    if not iso.exists():
+        raise LabError(f"{image.path} has no installer.iso", "rebuild the debian image")
+    media = _media_from_iso(iso, Path(tempfile.mkdtemp(prefix="lf-iso-")))
+    try:
+        return installer.install(media, disk, boot=boot, progress=progress, **kw)  # type: ignore[arg-type]
+    finally:
+        shutil.rmtree(media.kernel.parent, ignore_errors=True)
+
+
+def _media_from_iso(iso: Path, tmp: Path) -> InstallerMedia:
+    """Kernel, initramfs and command line read back from the ISO with xorriso."""
+    files = {"vmlinuz": "/labfixtures/vmlinuz", "installer.img": "/labfixtures/installer.img",
+             "grub.cfg": "/boot/grub/grub.cfg"}
+    argv = ["xorriso", "-osirrox", "on", "-indev", str(iso)]
+    for local, inside in files.items():
+        argv += ["-extract", inside, str(tmp / local)]
+    run(argv, remedy="apt-get install xorriso")
+    m = re.search(r"linux /labfixtures/vmlinuz (.*)", (tmp / "grub.cfg").read_text())
+    return InstallerMedia(iso=iso, kernel=tmp / "vmlinuz", initrd=tmp / "installer.img",
+                          cmdline=m.group(1).strip() if m else InstallOptions().cmdline())
+
+
+#: The recipe with its defaults, for `guestimages.RECIPES` (as tiny.RECIPE).
+RECIPE = DebianRecipe()
