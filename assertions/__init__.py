@@ -2,6 +2,17 @@
 student can act on (the real routing or neighbour table, the port a frame leaked to)."""
 
 from .eventually import consistently, eventually
+from .guest import (  # noqa: F401 - guest facts (§3-4), see assertions.guest
+    assert_accelerator,
+    assert_frames_do_not_reach_guest,
+    assert_frames_reach_guest,
+    assert_guest_frames_isolated,
+    assert_guest_frames_tagged,
+    assert_modules_loaded,
+    assert_virtio_devices,
+    assert_virtio_disk,
+    assert_virtio_pci_devices,
+)
 from .network import (
     assert_address,
     assert_default_route,

@@ -57,13 +57,18 @@ class Capture:
 
     def __init__(self, ports: Iterable[object]) -> None:
         from scapy.arch.linux import L2Socket
+        from scapy.layers.l2 import Ether
 
         self.ports = [port(p) for p in ports]
         self.socks = {}
         try:
             for p in self.ports:
                 with netns.entered(p.ns):
-                    self.socks[p] = L2Socket(iface=p.ifname, promisc=False)
+                    sock = L2Socket(iface=p.ifname, promisc=False)
+                # scapy guesses the link type from the interface *name* in our own
+                # namespace; these are Ethernet ports of the lab, whatever their name
+                sock.LL = Ether
+                self.socks[p] = sock
         except BaseException:
             self.close()
             raise

@@ -74,7 +74,7 @@ class Lab:
         try:
             nl = Netlink(host.ns)
             host.ledger.push("netlink socket", nl.close)
-            _no_dad(host.ns)
+            _no_dad(host.ns, arp_ignore=True)
             lab = cls(_Shared(host, dp, nl, keep_overlays=keep_overlays), host.ledger)
             if start_ovs:
                 lab.ovs  # noqa: B018 - start it now, not in the middle of a test
@@ -381,14 +381,22 @@ def _remove_hosts(lab: Lab, hosts: list[VethHost], switch: Switch | None) -> Non
         netns.delete(h.ns)
 
 
-def _no_dad(ns: str) -> None:
+def _no_dad(ns: str, arp_ignore: bool = False) -> None:
     """No IPv6 duplicate address detection on the lab's own links: a lab's addresses are
     unique by construction, and DAD keeps a new link-local address unusable for ~1 s
-    (`ssh fe80::…%sw0-vlan2` would fail from a tentative address)."""
+    (`ssh fe80::…%sw0-vlan2` would fail from a tentative address).
+
+    With ARP_IGNORE (the lab host): answer ARP only on the interface that holds the
+    address. On the userspace datapath the kernel also receives what a VM sends on its
+    tap (and a host on its veth end), and by default would answer "203.0.113.129 is at
+    <tap2's MAC>", racing the SVI: ARP flux, a wrong gateway MAC in the VM."""
     with netns.entered(ns):
         for conf in ("default", "all"):
             with open(f"/proc/sys/net/ipv6/conf/{conf}/accept_dad", "w") as f:
                 f.write("0")
+            if arp_ignore:
+                with open(f"/proc/sys/net/ipv4/conf/{conf}/arp_ignore", "w") as f:
+                    f.write("1")
 
 
 def _mac_bytes(mac: str | None) -> bytes | None:

@@ -125,10 +125,9 @@ class Guest:
         return out
 
     def ping(self, address: str, timeout: float = 2.0) -> bool:
-        """ICMP echo from the guest (its own ping), True on a reply."""
-        count = max(1, int(timeout))
+        """One ICMP echo from the guest (its own ping), True on a reply within TIMEOUT."""
         flag = "-6 " if ":" in address else ""
-        res = self.run(f"ping {flag}-c {count} -W {max(1, int(timeout))} "
+        res = self.run(f"ping {flag}-c 1 -W {max(1, round(timeout))} "
                        f"{shlex.quote(address)} >/dev/null 2>&1", timeout=timeout + 10)
         return res.exit_status == 0
 
@@ -246,10 +245,16 @@ class VM(Guest):
 
     # -- reaching it ----------------------------------------------------------------------
 
+    def _first_nic(self) -> VmNic:
+        if not self.nics:
+            raise LabError(f"VM {self.name} has no NIC: it cannot be reached",
+                           "give it a tap (tap=N) or user-mode networking (user=True)")
+        return self.nics[0]
+
     @property
     def mac(self) -> str:
         """The MAC of the first NIC (from its tap number, the guide's rule)."""
-        mac = self.nics[0].nic_spec().mac
+        mac = self._first_nic().nic_spec().mac
         if mac is None:
             raise LabError(f"{self.name}'s first NIC has no MAC", "give it a tap number")
         return mac
@@ -262,7 +267,7 @@ class VM(Guest):
     def scope(self) -> str:
         """The lab host interface that reaches the first NIC: the switch's SVI of the tap's
         VLAN if there is one (`%sw0-vlan2` in the guide), else the tap itself."""
-        nic = self.nics[0]
+        nic = self._first_nic()
         tap = f"tap{nic.tap}"
         for sw in self.lab.switches.values():
             if tap in sw.ports():
@@ -274,7 +279,7 @@ class VM(Guest):
 
     def ssh_target(self) -> tuple[str, int, str | None]:
         """(address, port, namespace) the test process connects to."""
-        nic = self.nics[0]
+        nic = self._first_nic()
         if nic.user:
             port = nic.nic_spec().ssh_port
             if port is None:

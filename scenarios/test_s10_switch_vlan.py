@@ -6,8 +6,8 @@ Table 1 of the guide:
     VM              eth0        203.0.113.130/26    the VM's interface
     lab host        sw0-vlan2   203.0.113.129/26    the VM's default gateway
 
-Here a veth host stands in for the VM on an access port of VLAN 2 (the VM version comes
-with the guest images). The checks are those a teacher makes by hand.
+Here a veth host stands in for the VM on an access port of VLAN 2 (test_s10_vm.py runs
+the same topology with a real VM on tap2). The checks are those a teacher makes by hand.
 """
 
 import socket
