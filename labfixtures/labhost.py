@@ -37,7 +37,7 @@ from .errors import LabError
 RUN_BASE = Path(os.environ.get("LABFIXTURES_RUNDIR", "/run/labfixtures"))
 PREFIX = "lf-"
 # Names made by pytest runs: lf-<run id>-<worker>; anything else needs a record to be reaped.
-_PYTEST_LABID = re.compile(r"^(lf-[0-9a-f]{6}-(?:m|w\d+))(?:-|$)")
+_PYTEST_LABID = re.compile(r"^(lf-[0-9a-f]{6}-(?:m|w\d+)(?:\.\d+)?)(?:-|$)")
 
 
 # -- naming ---------------------------------------------------------------------------------
@@ -59,8 +59,16 @@ def worker_id() -> str:
     return "w" + w[2:] if w.startswith("gw") else "m"
 
 
-def default_labid() -> str:
-    return f"{PREFIX}{run_id()}-{worker_id()}"
+def default_labid(run_base: Path | None = None) -> str:
+    """lf-<run>-<worker>; a second lab of the same worker gets `.2`, `.3`... (not `-N`,
+    which would read as a veth host's namespace of the first lab)."""
+    base = f"{PREFIX}{run_id()}-{worker_id()}"
+    root = run_base or RUN_BASE
+    labid, n = base, 1
+    while (root / labid).exists() or netns.exists(labid):
+        n += 1
+        labid = f"{base}.{n}"
+    return labid
 
 
 def check_labid(labid: str) -> None:
@@ -244,7 +252,7 @@ class LabHost:
 
     def __init__(self, labid: str | None = None, *, run_base: Path | None = None,
                  persistent: bool = False, source: str = "") -> None:
-        self.labid = labid or default_labid()
+        self.labid = labid or default_labid(run_base)
         check_labid(self.labid)
         self.run_base = run_base or RUN_BASE
         self.rundir = self.run_base / self.labid

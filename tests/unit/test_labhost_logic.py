@@ -65,3 +65,13 @@ def test_closed_ledger_refuses_new_entries():
     ledger.close()
     with pytest.raises(LabError, match="already torn down"):
         ledger.push("late", lambda: None)
+
+
+def test_second_lab_of_a_worker_gets_a_dotted_suffix(monkeypatch, tmp_path):
+    monkeypatch.setenv("LABFIXTURES_RUN_ID", "abcdef")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    assert labhost.default_labid(tmp_path) == "lf-abcdef-m"
+    (tmp_path / "lf-abcdef-m").mkdir()
+    assert labhost.default_labid(tmp_path) == "lf-abcdef-m.2"
+    m = labhost._PYTEST_LABID.match("lf-abcdef-m.2-h1")
+    assert m and m.group(1) == "lf-abcdef-m.2"
