@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--profiles", default="fast,pc")
     ap.add_argument("--net", choices=("tap", "user"), default="tap")
+    ap.add_argument("--ns-prefix", default="lf-bench",
+                    help="prefix of the throw-away namespaces (one per run)")
     args = ap.parse_args()
 
     t = time.monotonic()
@@ -76,7 +78,7 @@ def main() -> int:
     for profile in args.profiles.split(","):
         markers, readies = [], []
         for i in range(args.runs):
-            ns = f"lf-bench-{os.getpid()}-{profile}-{i}"
+            ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{i}"
             netns.create(ns)
             try:
                 netns.run(ns, ["ip", "link", "set", "lo", "up"])

@@ -55,7 +55,7 @@ def tiny() -> guestimages.GuestImage:
 
 @pytest.fixture
 def lab_ns():
-    name = f"lf-t1-{os.getpid()}-{next(_ids)}"
+    name = f"{os.environ.get('LF_TEST_NS_PREFIX', 'lf-t1')}-{os.getpid()}-{next(_ids)}"
     netns.create(name)
     try:
         netns.run(name, ["ip", "link", "set", "lo", "up"])
@@ -95,6 +95,14 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, lab_ns, tmp_path, p
                 tiny.facts["kernel_release"]
             out = c.run("ip -6 addr show dev eth0", check=True).stdout
             assert f"inet6 {lladdr}/64 scope link" in out
+            # the init script adds the link-local address itself (not waiting for
+            # linkwatch): one address, not tentative, with the kernel's routes
+            assert out.count("scope link") == 1 and "tentative" not in out
+            routes = c.run("ip -6 route show table all dev eth0", check=True).stdout
+            assert "fe80::/64 proto kernel" in routes
+            assert "iproute2" in c.run("ip -V", check=True).stdout  # not busybox's ip
+            mods = c.run("cat /proc/modules", check=True).stdout
+            assert {"virtio_net", "virtio_rng"} <= {ln.split()[0] for ln in mods.splitlines()}
             assert c.run("hostname").stdout.strip() == "vm0"
             host = c.testinfra_host()
             assert host.file("/root/.ssh/authorized_keys").contains("ssh-ed25519")

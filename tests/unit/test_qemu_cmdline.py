@@ -129,6 +129,19 @@ def test_guest_config_goes_on_the_kernel_command_line():
     assert append.endswith("lf.hostname=vm0 lf.ip=eth0,203.0.113.130/26 lf.gw=203.0.113.129")
 
 
+def test_tuned_words_per_profile():
+    fast = opt(build_argv(spec(), "tcg"), "-append")[0]
+    pc = opt(build_argv(spec(profile="pc"), "tcg"), "-append")[0]
+    q35 = opt(build_argv(spec(profile="q35"), "tcg"), "-append")[0]
+    for append in (fast, pc, q35):
+        for word in ("noreplace-smp", "rodata=off", "init_on_alloc=0"):
+            assert word in append.split()
+    # QEMU's i440fx _PRT is an AML loop evaluated per PCI device: route INTx via $PIR
+    assert "pci=noacpi" in pc.split()
+    assert "pci=noacpi" not in fast.split() and "pci=noacpi" not in q35.split()
+    assert "  " not in fast
+
+
 def test_untuned():
     append = opt(build_argv(spec(tuned=False), "tcg"), "-append")[0]
     assert append == "console=ttyS0"
