@@ -1,10 +1,19 @@
 """Cold boot of the tiny guest to SSH-ready, per machine profile (medians of N runs).
 
     sudo .venv/bin/python bench/boot.py [--runs 5] [--profiles fast,pc] [--net tap|user]
+                                        [--peer]
 
 "SSH ready" = from just before QEMU is started to the first `true` run over SSH
 (key exchange and authentication included). The serial marker time is shown too.
 Timings are reported, never asserted (DESIGN §4).
+
+--peer also boots the same kernel (the tiny image's `vmlinux`) with virtme-ng to a command,
+N times: `vng --run VMLINUX --force-9p --exec 'echo MARKER'` (+ `--disable-kvm` under TCG),
+from .venv-bench (`ci/setup --bench`). It shares the host's root filesystem read-only over
+9p and needs /lib/modules/<the kernel's release> there (its 9p modules); no network option
+is passed, so QEMU gets `-net none`. Timed from just before `vng` is started to the marker
+line on its output ("command ran") and to the process exit. Its exit status is recorded,
+not trusted: success is the marker.
 """
 
 from __future__ import annotations
@@ -12,10 +21,14 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import shlex
+import signal
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +40,12 @@ from labfixtures.qemu import Machine, MachineSpec, NicSpec, detect  # noqa: E402
 from labfixtures.ssh import GuestSSH  # noqa: E402
 
 TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
+ROOT = Path(__file__).resolve().parents[1]
+VNG = ROOT / ".venv-bench" / "bin" / "vng"
+PEER_MARKER = "labfixtures-peer: command ran"
+# host state the peer must leave alone (DESIGN: the lab lives in namespaces)
+WATCHED_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
+                   "net/ipv4/conf/all/rp_filter")
 
 
 def make_tap(ns: str, name: str) -> None:
@@ -60,6 +79,105 @@ def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
     return marker, ready
 
 
+def root_links() -> set[str]:
+    """Interfaces of the root network namespace (what `ip -o link` would list)."""
+    return set(os.listdir("/sys/class/net"))
+
+
+def sysctls() -> dict[str, str]:
+    return {k: Path("/proc/sys", k).read_text().strip() for k in WATCHED_SYSCTLS
+            if Path("/proc/sys", k).exists()}
+
+
+def peer_command(img: guestimages.GuestImage, tcg: bool, extra: str) -> list[str]:
+    cmd = [str(VNG), "--run", str(img.kernel), "--force-9p",
+           "--exec", f"echo '{PEER_MARKER}'"]
+    if tcg:
+        # /dev/kvm exists here but KVM does not work (DESIGN §2): vng would pick it
+        # and the guest dies with "KVM internal error"
+        cmd.append("--disable-kvm")
+    return cmd + shlex.split(extra)
+
+
+def one_peer(cmd: list[str], timeout: float) -> tuple[float | None, float, int, set[str]]:
+    """(marker seconds or None, exit seconds, exit status, links that appeared)."""
+    env = dict(os.environ, PATH=f"{VNG.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    before, seen, stop = root_links(), set(), threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            seen.update(root_links() - before)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    marker = None
+    tail: list[str] = []
+    # stdout must be a pipe: vng hands QEMU `path=/proc/self/fd/1` for the guest's
+    # stdout, and QEMU reopens a regular file at offset 0, overwriting what was there
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, env=env, cwd="/tmp",
+                         start_new_session=True)
+
+    def kill() -> None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    killer = threading.Timer(timeout, kill)
+    killer.start()
+    try:
+        assert p.stdout is not None
+        for raw in p.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            if marker is None and PEER_MARKER in line:
+                marker = time.monotonic() - t0
+            tail = (tail + [line])[-20:]
+        rc = p.wait()
+        done = time.monotonic() - t0
+    finally:
+        killer.cancel()
+        kill()  # anything left in its session (QEMU) ends with it
+        p.wait()
+        stop.set()
+        watcher.join()
+    seen.update(root_links() - before)
+    if marker is None:
+        print("    virtme-ng output (last lines):\n      " + "\n      ".join(tail),
+              flush=True)
+    return marker, done, rc, seen
+
+
+def run_peer(img: guestimages.GuestImage, runs: int, extra: str,
+             timeout: float) -> tuple[list[float], list[float]] | None:
+    release = img.facts.get("kernel_release", "")
+    if not Path("/lib/modules", release).is_dir():
+        print(f"peer: /lib/modules/{release} is missing on the host (virtme-ng loads the "
+              f"kernel's 9p modules from there): apt-get install linux-image-{release}")
+        return None
+    cmd = peer_command(img, detect().name != "kvm", extra)
+    print("peer: " + shlex.join(cmd), flush=True)
+    sys_before = sysctls()
+    markers, exits, links = [], [], set()
+    for i in range(runs):
+        marker, done, rc, seen = one_peer(cmd, timeout)
+        links |= seen
+        status = f"command ran {marker:.2f}s" if marker is not None else "NO MARKER"
+        print(f"  virtme-ng run {i + 1}: {status}, exit {done:.2f}s (status {rc})",
+              flush=True)
+        if marker is not None:
+            markers.append(marker)
+            exits.append(done)
+    changed = {k: (v, sysctls().get(k)) for k, v in sys_before.items()
+               if sysctls().get(k) != v}
+    print(f"  peer side effects: new links in the root namespace during runs: "
+          f"{sorted(links) or 'none'}; sysctls changed: {changed or 'none'}")
+    if not markers:
+        return None
+    return markers, exits
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -67,7 +185,17 @@ def main() -> int:
     ap.add_argument("--net", choices=("tap", "user"), default="tap")
     ap.add_argument("--ns-prefix", default="lf-bench",
                     help="prefix of the throw-away namespaces (one per run)")
+    ap.add_argument("--peer", action="store_true",
+                    help="also boot the same kernel to a command with virtme-ng "
+                         "(.venv-bench, from ci/setup --bench)")
+    ap.add_argument("--peer-opts", default="",
+                    help="extra vng options, e.g. '--memory 512M' (never a network one)")
+    ap.add_argument("--peer-timeout", type=float, default=300.0)
     args = ap.parse_args()
+    if args.peer and not VNG.exists():
+        ap.error(f"--peer needs {VNG.relative_to(ROOT)}: run ci/setup --bench")
+    if any(o in args.peer_opts for o in ("--net", "-n ", "--ssh")):
+        ap.error("--peer-opts: no network options (they would touch the host's network)")
 
     t = time.monotonic()
     img = guestimages.build("tiny")
@@ -94,11 +222,24 @@ def main() -> int:
                   flush=True)
         rows.append((profile, statistics.median(markers), statistics.median(readies),
                      min(readies), max(readies)))
+    peer = run_peer(img, args.runs, args.peer_opts, args.peer_timeout) if args.peer else None
     print()
-    print(f"{'profile':<8} {'net':<5} {'marker (med)':>13} {'SSH ready (med)':>16} "
-          f"{'min':>6} {'max':>6}")
+    print(f"{'profile':<9} {'net':<5} {'marker (med)':>13} {'ready (med)':>12} "
+          f"{'min':>6} {'max':>6} {'peer/this':>10}")
+    peer_med = statistics.median(peer[0]) if peer else None
     for profile, mk, med, lo, hi in rows:
-        print(f"{profile:<8} {args.net:<5} {mk:>12.2f}s {med:>15.2f}s {lo:>5.2f}s {hi:>5.2f}s")
+        ratio = f"{peer_med / med:>9.1f}x" if peer_med else f"{'-':>10}"
+        print(f"{profile:<9} {args.net:<5} {mk:>12.2f}s {med:>11.2f}s {lo:>5.2f}s "
+              f"{hi:>5.2f}s {ratio}")
+    if peer:
+        markers, exits = peer
+        print(f"{'virtme-ng':<9} {'none':<5} {peer_med:>12.2f}s {statistics.median(exits):>11.2f}s "
+              f"{min(exits):>5.2f}s {max(exits):>5.2f}s {'-':>10}")
+        print(f"ready = SSH `true` answered (ours); process exit after the command "
+              f"(virtme-ng, {len(markers)}/{args.runs} runs with the marker). "
+              f"peer/this = virtme-ng's command-ran median / this SSH-ready median.")
+    elif args.peer:
+        print("virtme-ng: no run printed the marker (see above)")
     print(f"(load average now {os.getloadavg()[0]:.2f})")
     return 0
 
