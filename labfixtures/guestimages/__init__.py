@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import LabError
 from .cache import GuestImage, ImageCache, ProgressFn, Recipe, default_cache_dir
 from .config import GuestConfig, InterfaceConfig, Route
+from .debian import RECIPE as DEBIAN
 from .tiny import RECIPE as TINY
 
 __all__ = [
@@ -19,7 +20,7 @@ __all__ = [
     "RECIPES", "build", "default_cache_dir", "get", "list_images", "recipe",
 ]
 
-RECIPES: dict[str, Recipe] = {TINY.name: TINY}
+RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
 
 
 def _cache(cache: ImageCache | Path | str | None) -> ImageCache:

@@ -2,26 +2,39 @@
 
 What the image is (guide §5, §7): a qcow2 disk with an msdos label, vda1 `/boot` (ext2, boot
 flag), vda2 extended, vda5 the LVM physical volume of VG `vm0`, whose LV `root` holds `/`
-(ext4); GRUB in the MBR, so SeaBIOS boots it on its own. Beside the disk, the kernel and the
-initramfs of the installed system, for a fast direct-kernel boot (`-kernel -initrd -append
-root=/dev/mapper/vm0-root ...`), and the installer ISO that made it (guide A.4).
+(ext4); GRUB in the MBR, so SeaBIOS boots it on its own. Beside the disk, what a fast direct
+kernel boot needs (`-kernel vmlinux -initrd initrd.img -append root=/dev/mapper/vm0-root
+...`), and the installer ISO that made it (guide A.4).
+
+Files of a built image (`images/debian-HASH/`)::
+
+    disk.qcow2          the installed 8 GiB (virtual) disk
+    vmlinux             the kernel, uncompressed: boots through its PVH entry (GuestImage.kernel)
+    vmlinuz             the same kernel as Debian ships it (what GRUB boots)
+    initrd.img          the fast initramfs for direct boots (files/debian-fast-init.sh)
+    initrd-debian.img   Debian's own initramfs, as on the disk's /boot
+    installer.iso       the installer (installer.py), for `iso_install()`
+    install.log         the installer's serial console (install.log.qemu: its QEMU command)
+    timings.txt         seconds per build step
+    manifest.json       the GuestImage (facts: marker, kernel release, VG/LV, user...)
 
 How it is built, and why:
 
 1. `debootstrap --variant=minbase` of bookworm from the mirror of the host's own APT
-   configuration (nothing else may be downloaded). The tree is cached apart, keyed by suite
-   and package list: it is the slow step and rarely changes.
+   configuration (nothing else may be downloaded). The tree is cached apart
+   (`trees/debian-SUITE-KEY/`), keyed by suite and package list: it is the slow step and
+   rarely changes.
 2. A copy of the tree is configured on the host: user `etu`, root login by key only (the
    cache's key), the `lf.*` guest configuration hook (files/debian-lf-*), EUI-64 link-local
-   addresses, `net.ifnames=0` (the interface is eth0), units masked for a fast boot.
-3. Its initramfs is rebuilt with only the modules a virtio + LVM root needs (MODULES=list):
-   the default MODULES=most one takes seconds longer to unpack under TCG.
-4. The installer ISO is made from the tree (installer.py); it is booted on a blank 8 GiB
-   qcow2 disk, because LVM can only be created by a guest kernel here (no device-mapper on
-   the host). The installer partitions, copies the tree, installs GRUB and powers off.
+   addresses, `net.ifnames=0` (the interface is eth0), units masked and modules blacklisted
+   for a fast boot under TCG, sshd started without waiting for udev's coldplug.
+3. Its initramfs is rebuilt with only the modules a virtio + LVM root needs (MODULES=list).
+4. The installer ISO is made from the tree (installer.py) and booted on a blank qcow2 disk,
+   because LVM can only be created by a guest kernel here (no device-mapper on the host).
+   The installer partitions, copies the tree, installs GRUB and powers off.
 
-Public API: `DebianRecipe` (a cache `Recipe`), `build(cache, progress) -> GuestImage`,
-`iso_install(image, disk, ...)` for the A.4 scenario, `mirror_from_apt()`.
+Public API: `DebianRecipe` / `RECIPE` (a cache `Recipe`), `build(cache, progress) ->
+GuestImage`, `iso_install(image, disk, ...)` for the A.4 scenario, `mirror_from_apt()`.
 """
 
 from __future__ import annotations
@@ -216,7 +229,8 @@ class DebianRecipe:
         require_host_tools()
         t0 = time.monotonic()
         timings: dict[str, float] = {}
-        work = Path(tempfile.mkdtemp(prefix=".debian-work-", dir=cache.root))
+        # Scratch space inside OUT: if the build dies, the cache removes it with OUT.
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
         try:
             t = time.monotonic()
             base = self.base_tree(cache, progress)
@@ -379,7 +393,7 @@ class DebianRecipe:
             (lib / dst).chmod(0o755)
         shutil.copy2(data_file("debian-lf-link.rules"),
                      tree / "etc/udev/rules.d/70-labfixtures-link.rules")
-        for unit in ("lf-config.service", "lf-ready.service"):
+        for unit in ("lf-config.service", "lf-ready.service", "lf-dm-udev.service"):
             shutil.copy2(data_file(f"debian-{unit}"), tree / "etc/systemd/system" / unit)
         _write(tree / "etc/sysctl.d/60-labfixtures.conf",
                "# EUI-64 link-local addresses, as the guide computes them from the MAC\n"
@@ -388,7 +402,8 @@ class DebianRecipe:
         # Boot speed: no persistent journal to flush, needless units masked.
         _write(tree / "etc/systemd/journald.conf.d/labfixtures.conf",
                "[Journal]\nStorage=volatile\n")
-        chroot(tree, "systemctl", "enable", "lf-config.service", "lf-ready.service")
+        chroot(tree, "systemctl", "enable", "lf-config.service", "lf-ready.service",
+               "lf-dm-udev.service")
         chroot(tree, "systemctl", "mask", *MASKED_UNITS)
 
         # GRUB, for the boot from disk: no menu delay, serial console, same parameters.

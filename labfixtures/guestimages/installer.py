@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -357,8 +358,12 @@ def install(media: InstallerMedia, disk: Path, *, boot: Literal["direct", "firmw
         remedy="apt-get install qemu-utils")
     argv = _qemu_argv(media, disk, log, boot, accel, memory_mb, smp)
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    qemu_log = log.with_name(log.name + ".qemu")  # QEMU's own messages: a file, not a pipe
+    with open(qemu_log, "wb") as qout:  # that nobody reads while it runs
+        qout.write((shlex.join(argv) + "\n").encode())
+        qout.flush()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qout,
+                                stderr=subprocess.STDOUT)
     seen = 0
     try:
         while proc.poll() is None:
@@ -374,11 +379,12 @@ def install(media: InstallerMedia, disk: Path, *, boot: Literal["direct", "firmw
     seconds = time.monotonic() - t0
     _forward(log, seen, progress, t0)
     text = log.read_text(errors="replace") if log.exists() else ""
-    qemu_out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    qemu_out = qemu_log.read_text(errors="replace").splitlines()[1:]
     if OK_MARKER not in text:
         disk.unlink(missing_ok=True)
         tail = "\n".join(text.splitlines()[-25:])
-        raise LabError(f"the Debian installer failed (qemu exit {proc.returncode}) {qemu_out}"
+        raise LabError(f"the Debian installer failed (qemu exit {proc.returncode}) "
+                       f"{' '.join(qemu_out)[-500:]}"
                        f"\n--- last lines of {log} ---\n{tail}",
                        f"read the whole serial log {log}")
     return InstallResult(disk=disk, seconds=seconds, log=log, boot=boot)

@@ -10,6 +10,9 @@ export PATH=/bin:/sbin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# /run is handed over to systemd (as Debian's initramfs does), with a note that this
+# initramfs activated the volumes without udev: lf-dm-udev.service completes udev's view.
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 
 fail() {
     echo "lf-initrd: $*" >/dev/console
@@ -47,5 +50,6 @@ while [ ! -b "$root" ]; do
 done
 
 mount -t "$fstype" -o "$mode" "$root" /root || fail "cannot mount $root"
-for d in dev proc sys; do mount -o move "/$d" "/root/$d"; done
+: >/run/labfixtures-fast-initrd
+for d in dev proc sys run; do mount -o move "/$d" "/root/$d"; done
 exec switch_root /root "$init"

@@ -1,0 +1,178 @@
+"""The `debian` image: the guide's disk layout (§5, §7), checked from inside the guest.
+
+The image takes minutes to build (debootstrap, then an installer VM under TCG), so these
+tests never build it: ./ci/setup does, and a missing image fails them with the remedy.
+Each VM runs in a private network namespace with a user-mode NIC (guide §8): its `hostfwd`
+port listens on 127.0.0.1 of that namespace, never of the host.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labfixtures import guestimages, netns
+from labfixtures.addressing import eui64_link_local
+from labfixtures.errors import LabError
+from labfixtures.guestimages import GuestConfig, GuestImage
+from labfixtures.guestimages.debian import iso_install
+from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
+from labfixtures.ssh import GuestSSH
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
+    pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,
+                       reason="qemu-system-x86 is not installed"),
+]
+
+_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def debian_image() -> GuestImage:
+    """The cached image; ./ci/setup builds it. Missing is a failure, not a skip: a suite
+    that silently skips the image it claims to test proves nothing."""
+    try:
+        return guestimages.get("debian")
+    except LabError as e:
+        pytest.fail(f"{e.problem}\n  remedy: {e.remedy} (./ci/setup does it)", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def lab_ns() -> Iterator[str]:
+    name = f"lf-deb-{os.getpid()}-{next(_ids)}"
+    netns.create(name)
+    try:
+        netns.run(name, ["ip", "link", "set", "lo", "up"])
+        yield name
+    finally:
+        for pid in netns.pids(name):  # nothing may survive the lab
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        netns.delete(name)
+
+
+def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool,
+          number: int, hostname: str = "vm0") -> tuple[Machine, GuestSSH]:
+    """Start a VM on DISK (an overlay of the image) and connect to it over SSH."""
+    nic = NicSpec("user", number=number)
+    if direct:
+        spec = MachineSpec.from_image(hostname, image, disk=disk, profile="pc",
+                                      memory_mb=512, vcpus=2, nics=[nic],
+                                      append=GuestConfig.dhcp(hostname=hostname).to_cmdline())
+    else:  # SeaBIOS -> GRUB in the MBR -> the disk's own kernel and initramfs
+        spec = MachineSpec(hostname, disk=disk, profile="pc", memory_mb=512, vcpus=2,
+                           nics=[nic], tuned=False)
+    m = Machine(spec, run_dir, netns=ns).start()
+    try:
+        m.wait_for_marker(image.facts.get("marker", "labfixtures: ready"), timeout=300)
+        ssh = GuestSSH("127.0.0.1", nic.ssh_port, key=image.private_key, netns=ns,
+                       host_key=image.host_public_key or None).connect(deadline=120)
+    except BaseException:
+        m.stop()
+        raise
+    return m, ssh
+
+
+@pytest.fixture(scope="module")
+def direct_vm(debian_image: GuestImage, lab_ns: str,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestSSH]:
+    run_dir = tmp_path_factory.mktemp("debian-direct")
+    disk = create_overlay(debian_image.disk, run_dir / "vm0.qcow2")
+    m, ssh = _boot(debian_image, disk, lab_ns, run_dir, direct=True, number=10)
+    with m, ssh:
+        yield ssh
+
+
+def test_lvm_volume_group_vm0(direct_vm: GuestSSH) -> None:
+    out = direct_vm.run("vgs --noheadings -o vg_name,pv_count,lv_count", check=True).stdout
+    assert out.split() == ["vm0", "1", "1"]
+    pvs = direct_vm.run("pvs --noheadings -o pv_name,vg_name", check=True).stdout.split()
+    assert pvs == ["/dev/vda5", "vm0"]
+    lvs = direct_vm.run("lvs --noheadings -o lv_name,vg_name", check=True).stdout.split()
+    assert lvs == ["root", "vm0"]
+
+
+def test_msdos_layout_of_the_guide(direct_vm: GuestSSH) -> None:
+    out = direct_vm.run("parted -s -m /dev/vda unit MiB print", check=True).stdout
+    lines = [line.rstrip(";").split(":") for line in out.splitlines()]
+    assert lines[1][5] == "msdos"  # the disk line: path:size:type:ls:ps:label:model
+    parts = {int(p[0]): p for p in lines[2:]}
+    assert sorted(parts) == [1, 2, 5]
+    assert parts[1][4] == "ext2" and "boot" in parts[1][6]
+    assert "lvm" in parts[5][6]
+    human = direct_vm.run("parted -s /dev/vda print", check=True).stdout
+    assert "extended" in human and "logical" in human
+    lsblk = direct_vm.run("lsblk -rno NAME,TYPE,FSTYPE /dev/vda", check=True).stdout.split("\n")
+    rows = {r.split(" ")[0]: r.split(" ")[1:] for r in lsblk if r}
+    assert rows["vda1"] == ["part", "ext2"]
+    assert rows["vda5"] == ["part", "LVM2_member"]
+    assert rows["vm0-root"] == ["lvm", "ext4"]
+
+
+def test_root_on_the_logical_volume_and_boot_on_vda1(direct_vm: GuestSSH) -> None:
+    assert direct_vm.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
+        "/dev/mapper/vm0-root"
+    assert direct_vm.run("findmnt -no FSTYPE /", check=True).stdout.strip() == "ext4"
+    assert direct_vm.run("findmnt -no SOURCE,FSTYPE /boot", check=True).stdout.split() == \
+        ["/dev/vda1", "ext2"]
+    fstab = direct_vm.run("cat /etc/fstab", check=True).stdout
+    assert "/dev/mapper/vm0-root" in fstab and " /boot " in fstab
+
+
+def test_user_etu_and_root_by_key_only(direct_vm: GuestSSH) -> None:
+    assert direct_vm.run("id -un etu", check=True).stdout.strip() == "etu"
+    assert direct_vm.run("getent passwd etu", check=True).stdout.split(":")[5] == "/home/etu"
+    assert "ssh-ed25519" in direct_vm.run("cat /home/etu/.ssh/authorized_keys").stdout
+    sshd = direct_vm.run("sshd -T", check=True).stdout
+    assert "permitrootlogin without-password" in sshd
+    assert "passwordauthentication no" in sshd
+
+
+def test_guest_configuration_and_eui64(direct_vm: GuestSSH) -> None:
+    assert direct_vm.run("hostname", check=True).stdout.strip() == "vm0"
+    v4 = direct_vm.run("ip -4 addr show dev eth0", check=True).stdout
+    assert "inet 10.0.2.15/24" in v4
+    v6 = direct_vm.run("ip -6 addr show dev eth0", check=True).stdout
+    assert f"inet6 {eui64_link_local(NicSpec('user', number=10).mac)}/64 scope link" in v6
+    assert direct_vm.run("systemctl is-active lf-config.service").stdout.strip() == "active"
+    assert direct_vm.run("systemctl --failed --no-legend", check=True).stdout.strip() == ""
+
+
+def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, lab_ns: str,
+                                                 tmp_path: Path) -> None:
+    disk = create_overlay(debian_image.disk, tmp_path / "vm1.qcow2")
+    m, ssh = _boot(debian_image, disk, lab_ns, tmp_path, direct=False, number=11,
+                   hostname="vm1")
+    with m, ssh:
+        cmdline = ssh.run("cat /proc/cmdline", check=True).stdout
+        assert "BOOT_IMAGE=/vmlinuz-" in cmdline  # GRUB passed it (i.e. /boot on vda1)
+        assert "root=/dev/mapper/vm0-root" in cmdline
+        assert ssh.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
+            "/dev/mapper/vm0-root"
+        assert ssh.run("vgs --noheadings -o vg_name", check=True).stdout.strip() == "vm0"
+
+
+def test_iso_install_on_a_blank_disk_then_boot_it(debian_image: GuestImage, lab_ns: str,
+                                                  tmp_path: Path) -> None:
+    """The guide's A.4: the image's own installer ISO, booted by SeaBIOS from a CD-ROM onto
+    a blank disk, then the disk booted through GRUB. Several minutes under TCG."""
+    disk = tmp_path / "vm0-debian-stable-amd64.qcow2"
+    result = iso_install(debian_image, disk, boot="firmware", progress=None,
+                         log=tmp_path / "install.log")
+    assert "labfixtures: install ok" in result.log.read_text(errors="replace")
+    m, ssh = _boot(debian_image, disk, lab_ns, tmp_path, direct=False, number=12,
+                   hostname="vm2")
+    with m, ssh:
+        assert ssh.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
+            "/dev/mapper/vm0-root"
+        assert ssh.run("id -un etu", check=True).stdout.strip() == "etu"
