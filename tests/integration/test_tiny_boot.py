@@ -1,17 +1,13 @@
 """Boot the tiny guest on each profile, reach it over SSH, check its EUI-64 address.
 
-Self-contained fixtures for now (the plugin's lab fixtures will replace them): a private
-namespace per test, a tap made inside it, everything removed afterwards.
+Below the `Lab` API on purpose: the qemu layer with a private namespace and a tap
+(tests/integration/conftest.py), everything removed afterwards.
 """
 
 from __future__ import annotations
 
-import fcntl
-import itertools
 import os
 import shutil
-import struct
-from pathlib import Path
 
 import pytest
 
@@ -29,44 +25,9 @@ pytestmark = [
                        reason="qemu-system-x86 is not installed"),
 ]
 
-TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
-_ids = itertools.count()
-
-
-def make_tap(ns: str, name: str) -> None:
-    """Private helper until labfixtures.netlink.create_tap lands: the TUNSETIFF ioctl
-    must run with the thread inside the namespace, or the tap appears in the root one."""
-    with netns.entered(ns):
-        Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
-        fd = os.open("/dev/net/tun", os.O_RDWR)
-        try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
-            fcntl.ioctl(fd, TUNSETPERSIST, 1)
-        finally:
-            os.close(fd)
-    netns.run(ns, ["ip", "link", "set", name, "up"])
-
-
 @pytest.fixture(scope="session")
 def tiny() -> guestimages.GuestImage:
     return guestimages.build("tiny", progress=None)
-
-
-@pytest.fixture
-def lab_ns():
-    name = f"{os.environ.get('LF_TEST_NS_PREFIX', 'lf-t1')}-{os.getpid()}-{next(_ids)}"
-    netns.create(name)
-    try:
-        netns.run(name, ["ip", "link", "set", "lo", "up"])
-        yield name
-    finally:
-        for pid in netns.pids(name):  # nothing may survive the lab
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        netns.delete(name)
 
 
 def boot(tiny, ns, run_dir, profile, nic, cfg, name="vm0") -> Machine:
@@ -82,14 +43,15 @@ def boot(tiny, ns, run_dir, profile, nic, cfg, name="vm0") -> Machine:
 
 
 @pytest.mark.parametrize("profile", ["fast", "pc"])
-def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, lab_ns, tmp_path, profile):
-    make_tap(lab_ns, "tap2")
+def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, private_ns, make_tap, tmp_path,
+                                                      profile):
+    make_tap("tap2")
     nic = NicSpec("tap", number=2)
-    with boot(tiny, lab_ns, tmp_path, profile, nic,
+    with boot(tiny, private_ns, tmp_path, profile, nic,
               guestimages.GuestConfig(hostname="vm0")) as m:
         lladdr = eui64_link_local(nic.mac)
         assert lladdr == "fe80::baad:caff:fefe:2"
-        with GuestSSH(f"{lladdr}%tap2", key=tiny.private_key, netns=lab_ns,
+        with GuestSSH(f"{lladdr}%tap2", key=tiny.private_key, netns=private_ns,
                       known_hosts=tmp_path / "known_hosts") as c:
             assert c.run("uname -r", check=True).stdout.strip() == \
                 tiny.facts["kernel_release"]
@@ -111,7 +73,7 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, lab_ns, tmp_path, p
         # the guide's check: a tap already used by a running VM is refused before starting
         other = MachineSpec.from_image("vm1", tiny, profile=profile, nics=[NicSpec(number=2)])
         with pytest.raises(LabError, match="tap2 is already in use"):
-            Machine(other, tmp_path, netns=lab_ns).start()
+            Machine(other, tmp_path, netns=private_ns).start()
         assert (tmp_path / "vm0.cmdline").read_text().count("ip netns exec") == 1
         assert int((tmp_path / "vm0.pid").read_text()) == m.pid
     assert not m.running
@@ -119,12 +81,12 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, lab_ns, tmp_path, p
 
 
 @pytest.mark.parametrize("profile", ["fast", "pc"])
-def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, lab_ns, tmp_path, profile):
+def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, private_ns, tmp_path, profile):
     nic = NicSpec("user", number=10)
     assert nic.ssh_port == 2210
-    with boot(tiny, lab_ns, tmp_path, profile, nic,
+    with boot(tiny, private_ns, tmp_path, profile, nic,
               guestimages.GuestConfig.dhcp(hostname="vm0")) as m, \
-            GuestSSH("127.0.0.1", nic.ssh_port, key=tiny.private_key, netns=lab_ns,
+            GuestSSH("127.0.0.1", nic.ssh_port, key=tiny.private_key, netns=private_ns,
                      known_hosts=tmp_path / "known_hosts") as c:
         assert c.run("uname -r").stdout.strip() == tiny.facts["kernel_release"]
         v4 = c.run("ip -4 addr show dev eth0", check=True).stdout
@@ -135,15 +97,15 @@ def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, lab_ns, tmp_path, profile):
         assert m.hmp("info status").strip() == "VM status: running"
 
 
-def test_static_guest_configuration(tiny, lab_ns, tmp_path):
+def test_static_guest_configuration(tiny, private_ns, make_tap, tmp_path):
     """The guide's Table 1 plan, given on the kernel command line."""
-    make_tap(lab_ns, "tap3")
-    netns.run(lab_ns, ["ip", "addr", "add", "203.0.113.129/26", "dev", "tap3"])
+    make_tap("tap3")
+    netns.run(private_ns, ["ip", "addr", "add", "203.0.113.129/26", "dev", "tap3"])
     cfg = guestimages.GuestConfig(
         hostname="vm3",
         interfaces=[guestimages.InterfaceConfig("eth0", addresses=("203.0.113.130/26",))],
         gateway="203.0.113.129")
-    with boot(tiny, lab_ns, tmp_path, "fast", NicSpec(number=3), cfg), \
-            GuestSSH("203.0.113.130", key=tiny.private_key, netns=lab_ns) as c:
+    with boot(tiny, private_ns, tmp_path, "fast", NicSpec(number=3), cfg), \
+            GuestSSH("203.0.113.130", key=tiny.private_key, netns=private_ns) as c:
         assert "default via 203.0.113.129 dev eth0" in c.run("ip route").stdout
         assert c.run("ping -c1 -W2 203.0.113.129").ok

@@ -1,0 +1,41 @@
+"""Fixtures shared by the integration tests that drive the qemu layer directly, below
+the `Lab` API (which has its own fixtures in the plugin)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from labfixtures import netns, procs
+
+_ids = itertools.count()
+
+
+@pytest.fixture
+def private_ns() -> Iterator[str]:
+    """A bare network namespace with `lo` up; whatever runs in it is killed at the end."""
+    name = f"{os.environ.get('LF_TEST_NS_PREFIX', 'lf-t')}-{os.getpid()}-{next(_ids)}"
+    netns.create(name)
+    try:
+        netns.run(name, ["ip", "link", "set", "lo", "up"])
+        yield name
+    finally:
+        procs.terminate(netns.pids(name), grace=0.5)
+        netns.delete(name)
+
+
+@pytest.fixture
+def make_tap(private_ns: str):
+    """`make_tap("tap2")`: a tap in the private namespace, up, without IPv6 DAD."""
+    from labfixtures.netlink import Netlink
+
+    def make(name: str) -> str:
+        with Netlink(private_ns) as nl:
+            nl.sysctl("net.ipv6.conf.default.accept_dad", 0)
+            nl.create_tap(name, up=True)
+        return name
+
+    return make
