@@ -7,8 +7,11 @@
    restores (`checkpoint.restore`: QEMU restarted with -loadvm) timed from the moment
    QEMU is started to the first successful SSH login, and to a first command's answer.
 2. With --suite: the wall time of `pytest scenarios/ -n 2` with checkpoint reuse (the
-   default; the automatic checkpoints made before are removed first, so the first test
-   per worker still boots) and with `--lab-no-checkpoints`.
+   default), first with a cold automatic store (an empty temporary one, so the first
+   request per VM setting boots; the cache's own checkpoints are left alone), then warm
+   (the same store again: every VM is restored), and with `--lab-no-checkpoints`.
+   `--suite-arg ARG` (repeatable) adds ARG to those pytest runs, e.g.
+   `--suite-arg=--ignore=scenarios/test_a4_iso_install.py` to leave a module out.
 
 Medians (and min/max) are printed; nothing is asserted (DESIGN §4).
 """
@@ -79,21 +82,29 @@ def restore_bench(runs: int) -> None:
         shutil.rmtree(store.root, ignore_errors=True)
 
 
-def suite_bench() -> None:
-    store = ck.CheckpointStore()
-    shutil.rmtree(store.auto.root, ignore_errors=True)
+def suite_bench(args: list[str]) -> None:
+    store = Path(tempfile.mkdtemp(prefix="lf-bench-suite-"))
     env = {k: v for k, v in os.environ.items()
            if k not in ("LABFIXTURES_RUN_ID", "PYTEST_XDIST_WORKER")}
-    for label, extra in (("with checkpoint reuse (cold auto store)", []),
-                         ("with checkpoint reuse (warm auto store)", []),
-                         ("without (--lab-no-checkpoints)", ["--lab-no-checkpoints"])):
-        t = time.monotonic()
-        cp = subprocess.run([sys.executable, "-m", "pytest", "scenarios/", "-n", "2", "-q",
-                             "-p", "labfixtures.plugin_checkpoint", *extra],
-                            cwd=ROOT, capture_output=True, text=True, env=env)
-        wall = time.monotonic() - t
-        tail = (cp.stdout.strip().splitlines() or ["?"])[-1]
-        print(f"pytest scenarios/ -n 2 {label}: {wall:.1f} s wall ({tail})")
+    shown = " ".join(["pytest scenarios/ -n 2", *args])
+    try:
+        for label, extra in (("with checkpoint reuse (cold auto store)",
+                              [f"--lab-checkpoint-store={store}"]),
+                             ("with checkpoint reuse (warm auto store)",
+                              [f"--lab-checkpoint-store={store}"]),
+                             ("without (--lab-no-checkpoints)", ["--lab-no-checkpoints"])):
+            t = time.monotonic()
+            cp = subprocess.run([sys.executable, "-m", "pytest", "scenarios/", "-n", "2",
+                                 "-q", *args, *extra],
+                                cwd=ROOT, capture_output=True, text=True, env=env)
+            wall = time.monotonic() - t
+            tail = (cp.stdout.strip().splitlines() or ["?"])[-1]
+            print(f"{shown} {label}: {wall:.1f} s wall ({tail}; load average "
+                  f"{os.getloadavg()[0]:.2f})")
+            if cp.returncode != 0:
+                print(cp.stdout[-3000:], cp.stderr[-2000:], sep="\n")
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
 
 
 def main() -> int:
@@ -101,12 +112,15 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--suite", action="store_true", help="also time pytest scenarios/ -n 2")
+    p.add_argument("--suite-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for those pytest runs (repeatable), e.g. "
+                        "--suite-arg=--ignore=scenarios/test_s07_lvm.py")
     args = p.parse_args()
     print(f"QEMU {ck.qemu_version()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}")
     restore_bench(args.runs)
     if args.suite:
-        suite_bench()
+        suite_bench(args.suite_arg)
     return 0
 
 

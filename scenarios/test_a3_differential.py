@@ -15,6 +15,14 @@ requires); a tiny VM gets the differential image as its disk `vda`, reads the ma
 pattern through it, writes over it, and is shut down. The teacher's checks: the writes are
 in the differential image and nowhere else, the master is byte for byte what it was, and
 a fresh differential image (the old one deleted) shows the master's state again.
+
+This module still boots its VM, once, in a module-scoped fixture (`module_lab`), instead
+of getting it from `lab_vm`'s automatic checkpoint: the VM must write to its disk, and
+QEMU restores a saved state (`-loadvm`) only if every writable disk holds that snapshot,
+which the freshly made differential image does not ("Snapshot 'auto-...' does not exist
+in one or more devices"; `lab_vm` would then boot after all, every time). Nor does a
+per-test VM fit: the tests are the checks of one disposable-VM session, made once by the
+fixture and only read (the VM is stopped before the first test).
 """
 
 from __future__ import annotations

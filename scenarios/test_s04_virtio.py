@@ -14,11 +14,16 @@ then `lsmod | grep virtio`: virtio_console, virtio_balloon, virtio_net, virtio_b
 virtio_pci, virtio_ring, virtio. Here the guest runs on the `pc` profile (a PCI bus, as in
 the guide) with the same four devices the guide's scripts give it: `-device virtio-net`,
 `-device virtio-blk`, `-device virtio-balloon`, `-device virtio-serial-pci`.
+
+Each test gets its own VM from `lab_vm` (booted once, then restored from its automatic
+checkpoint: the `pc` profile and the extra devices are part of the checkpoint's key). The
+disk behind virtio-blk is a blank 64 MiB raw image of the cache, attached read-only: QEMU
+restores a saved state only if every writable disk holds that snapshot, which a raw file
+cannot ("Device 'drive0' is writable but does not support snapshots"). These tests only
+read the disk.
 """
 
 from __future__ import annotations
-
-import subprocess
 
 import pytest
 
@@ -35,15 +40,12 @@ pytestmark = [pytest.mark.root, pytest.mark.vm]
 N = 4  # the VM's number: MAC b8:ad:ca:fe:00:04, SSH forwarded from 2204
 
 
-@pytest.fixture(scope="module")
-def vm0(module_lab):
-    disk = module_lab.rundir / "s04" / "vm0-data.raw"
-    disk.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), "64M"], check=True)
-    module_lab.ledger.push("s04 data disk", lambda: disk.unlink(missing_ok=True))
-    return module_lab.vm(
+@pytest.fixture
+def vm0(lab_vm, blank_disk):
+    disk = blank_disk(64)
+    return lab_vm(
         "vm0", tap=N, user=True, profile="pc",
-        extra_args=["-drive", f"if=none,id=drive0,format=raw,file={disk}",
+        extra_args=["-drive", f"if=none,id=drive0,format=raw,readonly=on,file={disk}",
                     "-device", "virtio-blk-pci,drive=drive0",
                     "-device", "virtio-balloon-pci",
                     "-device", "virtio-serial-pci"])

@@ -15,6 +15,8 @@ $tapnum))-:22` and the MAC `b8:ad:ca:fe:HH:LL` from the same number; the student
 
 Here the number is 10 (the guide's example): SSH through port 2210 of the lab host's
 127.0.0.1 (the forward is bound inside the lab namespace, never on the real host).
+Each test gets its own VM from `lab_vm`: booted once, then restored from its automatic
+checkpoint, taken once the guest had its DHCP address and SSH answered.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ N = 10
 SSH_PORT = 2200 + N  # the guide's A.1 rule
 
 
-@pytest.fixture(scope="module")
-def vm0(module_lab):
+@pytest.fixture
+def vm0(lab_vm):
     """`standalone-startup.sh vm0 256 10`: user-mode networking, DHCP in the guest."""
-    return module_lab.vm("vm0", tap=N, user=True)
+    return lab_vm("vm0", tap=N, user=True)
 
 
 def test_qemu_forwards_port_2200_plus_n_to_the_guest_ssh(vm0):
@@ -51,11 +53,11 @@ def test_qemu_forwards_port_2200_plus_n_to_the_guest_ssh(vm0):
     assert vm0.ssh_target()[:2] == ("127.0.0.1", SSH_PORT)
 
 
-def test_ssh_through_the_forwarded_port(vm0, module_lab):
+def test_ssh_through_the_forwarded_port(vm0, lab):
     """`ssh -p 2210 etu@localhost`, as the student (etu) the guide logs in as."""
-    assert_tcp_open(module_lab, "127.0.0.1", SSH_PORT)
+    assert_tcp_open(lab, "127.0.0.1", SSH_PORT)
     with GuestSSH("127.0.0.1", SSH_PORT, user="etu", key=vm0.image.private_key,
-                  netns=module_lab.ns, known_hosts=module_lab.rundir / "known_hosts") as c:
+                  netns=lab.ns, known_hosts=lab.rundir / "known_hosts") as c:
         who = c.run("id -un; hostname; echo $SSH_CLIENT", check=True).stdout.split("\n")
     assert who[0] == "etu" and who[1] == "vm0", who
     # `w` in the guide: the session comes from 10.0.2.2, the virtual firewall/gateway
@@ -84,11 +86,11 @@ def test_the_mac_and_link_local_address_follow_the_vm_number(vm0):
     assert_address(vm0, "fe80::baad:caff:fefe:a/64", dev="eth0")
 
 
-def test_no_connection_reaches_the_guest_except_through_hostfwd(vm0, module_lab):
+def test_no_connection_reaches_the_guest_except_through_hostfwd(vm0, lab):
     """« aucune communication réseau vers la machine virtuelle n'est possible »: the lab host
     has no route to 10.0.2.0/24; only the forwarded port leads in."""
-    assert not [r for r in module_lab.routes(socket.AF_INET)
-                if r.dst.startswith("10.0.2.")], module_lab.routes()
-    assert not module_lab.tcp("10.0.2.15", 22, timeout=0.5)
-    assert not module_lab.tcp("127.0.0.1", SSH_PORT + 1, timeout=0.5), (
+    assert not [r for r in lab.routes(socket.AF_INET)
+                if r.dst.startswith("10.0.2.")], lab.routes()
+    assert not lab.tcp("10.0.2.15", 22, timeout=0.5)
+    assert not lab.tcp("127.0.0.1", SSH_PORT + 1, timeout=0.5), (
         "only the VM's own forward should be open")

@@ -16,6 +16,11 @@ The first test follows those commands on tap1. The others plug a VM into a multi
 (tap9) the way `ovs-startup.sh` does (`-netdev tap,queues=2,ifname=tapN,...` with
 `-device virtio-net-pci,mq=on,...`) and check the cord carries traffic, and stops carrying
 it when the switch is off. Everything happens in the lab namespace (`ip` runs there).
+
+Each of those tests builds tap9 in its own lab and gets its VM from `lab_vm`: booted once,
+then restored from its automatic checkpoint (the `pc` profile, the 2 vCPUs and the
+2-queue NIC are part of the checkpoint's key; the restored QEMU opens tap9 twice again).
+So the tap switched off, or a second VM refused on it, leaves the next test a fresh cord.
 """
 
 from __future__ import annotations
@@ -43,10 +48,10 @@ def tun(link: dict) -> dict:
     return link["linkinfo"]["info_data"]
 
 
-@pytest.fixture(scope="module")
-def vm0(module_lab):
-    module_lab.tap(N, group="kvm", multi_queue=True)
-    return module_lab.vm("vm0", nics=[VmNic(tap=N, queues=2)], profile="pc", vcpus=2)
+@pytest.fixture
+def vm0(lab, lab_vm):
+    lab.tap(N, group="kvm", multi_queue=True)
+    return lab_vm("vm0", nics=[VmNic(tap=N, queues=2)], profile="pc", vcpus=2)
 
 
 def test_tap1_as_in_the_guide_group_kvm_multi_queue_up_and_down(lab):
@@ -68,8 +73,8 @@ def test_tap1_as_in_the_guide_group_kvm_multi_queue_up_and_down(lab):
     assert "UP" not in ip_link(lab, "tap1")["flags"]
 
 
-def test_the_vm_holds_the_tap_with_two_queues(vm0, module_lab):
-    link = ip_link(module_lab, f"tap{N}")
+def test_the_vm_holds_the_tap_with_two_queues(vm0, lab):
+    link = ip_link(lab, f"tap{N}")
     queues = tun(link)["numqueues"] + tun(link)["numdisabled"]
     assert queues == 2, f"QEMU should have opened tap{N} twice (queues=2): {tun(link)}"
     assert "LOWER_UP" in link["flags"], f"the VM is attached: carrier expected, {link['flags']}"
@@ -83,22 +88,22 @@ def test_the_guest_nic_has_two_queue_pairs(vm0):
         f"a multi-queue virtio NIC on 2 vCPUs should have 2 rx and 2 tx queues: {queues}")
 
 
-def test_host_and_vm_talk_through_the_tap(vm0, module_lab):
+def test_host_and_vm_talk_through_the_tap(vm0, lab):
     """SSH to the VM's EUI-64 address over the cord (`%tap9`, the tap is not on a switch)."""
     assert vm0.ssh_target()[0] == f"{VM_LL}%tap{N}"
     assert vm0.run("hostname", check=True).stdout.strip() == "vm0"
-    assert_reachable(module_lab, f"{VM_LL}%tap{N}")
+    assert_reachable(lab, f"{VM_LL}%tap{N}")
 
 
-def test_the_tap_switch_cuts_and_restores_the_link(vm0, module_lab):
+def test_the_tap_switch_cuts_and_restores_the_link(vm0, lab):
     target = f"{VM_LL}%tap{N}"
-    assert_reachable(module_lab, target)
-    module_lab.run(["ip", "link", "set", "dev", f"tap{N}", "down"])
+    assert_reachable(lab, target)
+    lab.run(["ip", "link", "set", "dev", f"tap{N}", "down"])
     try:
-        assert_unreachable(module_lab, target)
+        assert_unreachable(lab, target)
     finally:
-        module_lab.run(["ip", "link", "set", "dev", f"tap{N}", "up"])
-    eventually(lambda: assert_reachable(module_lab, target, timeout=1), timeout=10,
+        lab.run(["ip", "link", "set", "dev", f"tap{N}", "up"])
+    eventually(lambda: assert_reachable(lab, target, timeout=1), timeout=10,
                what=f"the VM after `ip link set dev tap{N} up`")
 
 

@@ -22,6 +22,9 @@ The guide's validation:
 
 (The guide's text predates its scripts' MAC prefix: `ovs-startup.sh` makes
 `b8:ad:ca:fe:00:02`, hence `fe80::baad:caff:fefe:2`.)
+Each test builds that network in its own lab (milliseconds) and gets vm0 from `lab_vm`:
+booted once, then restored from its automatic checkpoint. So every test starts from the
+just-booted VM and a freshly built network, whatever the previous test switched off.
 """
 
 from __future__ import annotations
@@ -66,9 +69,8 @@ def eui64(mac: str) -> str:
     return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + iid))
 
 
-@pytest.fixture(scope="module")
-def table1(module_lab):
-    lab = module_lab
+@pytest.fixture
+def table1(lab, lab_vm):
     spec = topology.load(LAB_FILE)
     topology.build_network(spec, lab)
     sw0 = lab.switches["sw0"]
@@ -85,7 +87,7 @@ def table1(module_lab):
                              gateway=GATEWAY)
     trunk = lab.veth_host("trunk", sw0, trunks=[2, 3])
     (vdef,) = spec.vms.values()
-    vm = lab.vm(vdef.name, image=vdef.image, memory=vdef.memory, profile=vdef.profile,
+    vm = lab_vm(vdef.name, image=vdef.image, memory=vdef.memory, profile=vdef.profile,
                 nics=[VmNic(tap=n.tap, addresses=n.addresses, gateway=n.gateway)
                       for n in vdef.nics])
     return SimpleNamespace(lab=lab, sw0=sw0, vm=vm, router=router, intruder=intruder,
@@ -117,7 +119,7 @@ def test_ssh_to_the_eui64_link_local_address_over_sw0_vlan2(table1):
 
 def test_the_lab_host_neighbour_table_shows_the_vm_mac_on_sw0_vlan2(table1):
     lab, vm = table1.lab, table1.vm
-    vm.run("true", check=True)  # the SSH session above (or this one) made the host resolve
+    vm.run("true", check=True)  # an SSH session to the VM makes the host resolve it
     assert_neighbour(lab, eui64(vm.mac), mac=vm.mac, dev="sw0-vlan2")
     assert_reachable(lab, VM_ADDR)
     assert_neighbour(lab, VM_ADDR, mac=vm.mac, dev="sw0-vlan2")
