@@ -149,6 +149,28 @@ def attached(request: pytest.FixtureRequest) -> Iterator[dict[str, AttachedVM]]:
         vm.close()
 
 
+def _image(name: str):
+    from . import guestimages
+
+    try:
+        return guestimages.get(name)
+    except LabError as e:
+        # a suite that skips the image it claims to test proves nothing: fail, with the fix
+        pytest.fail(f"{e.problem}\n  remedy: {e.remedy} (./ci/setup does it)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_image():
+    """The cached `tiny` guest image (kernel + busybox/dropbear initramfs)."""
+    return _image("tiny")
+
+
+@pytest.fixture(scope="session")
+def debian_image():
+    """The cached `debian` guest image (bookworm on msdos + LVM vm0, installed by ISO)."""
+    return _image("debian")
+
+
 @pytest.fixture
 def switch(lab: Lab) -> Switch:
     """An Open vSwitch bridge `sw0` (the guide's switch)."""

@@ -29,12 +29,6 @@ from labfixtures import guestimages
 from labfixtures.lab import Lab
 
 
-@pytest.fixture(scope="session")
-def tiny_image() -> guestimages.GuestImage:
-    """The tiny guest (kernel + busybox/dropbear initramfs), built once if missing."""
-    return guestimages.build("tiny", progress=None)
-
-
 @pytest.fixture(scope="module")
 def module_lab(lab_host: Lab, tiny_image: guestimages.GuestImage,
                request: pytest.FixtureRequest) -> Iterator[Lab]:

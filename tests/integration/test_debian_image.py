@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures import guestimages, netns
+from labfixtures import netns
 from labfixtures.addressing import eui64_link_local
-from labfixtures.errors import LabError
 from labfixtures.guestimages import GuestConfig, GuestImage
-from labfixtures.guestimages.debian import iso_install
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
 from labfixtures.ssh import GuestSSH
 
@@ -34,15 +32,6 @@ pytestmark = [
 
 _ids = itertools.count()
 
-
-@pytest.fixture(scope="module")
-def debian_image() -> GuestImage:
-    """The cached image; ./ci/setup builds it. Missing is a failure, not a skip: a suite
-    that silently skips the image it claims to test proves nothing."""
-    try:
-        return guestimages.get("debian")
-    except LabError as e:
-        pytest.fail(f"{e.problem}\n  remedy: {e.remedy} (./ci/setup does it)", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -161,18 +150,3 @@ def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, lab_
             "/dev/mapper/vm0-root"
         assert ssh.run("vgs --noheadings -o vg_name", check=True).stdout.strip() == "vm0"
 
-
-def test_iso_install_on_a_blank_disk_then_boot_it(debian_image: GuestImage, lab_ns: str,
-                                                  tmp_path: Path) -> None:
-    """The guide's A.4: the image's own installer ISO, booted by SeaBIOS from a CD-ROM onto
-    a blank disk, then the disk booted through GRUB. Several minutes under TCG."""
-    disk = tmp_path / "vm0-debian-stable-amd64.qcow2"
-    result = iso_install(debian_image, disk, boot="firmware", progress=None,
-                         log=tmp_path / "install.log")
-    assert "labfixtures: install ok" in result.log.read_text(errors="replace")
-    m, ssh = _boot(debian_image, disk, lab_ns, tmp_path, direct=False, number=12,
-                   hostname="vm2")
-    with m, ssh:
-        assert ssh.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
-            "/dev/mapper/vm0-root"
-        assert ssh.run("id -un etu", check=True).stdout.strip() == "etu"

@@ -1,0 +1,461 @@
+"""Guide §7, "Extension de la capacité de stockage avec LVM": growing a VM's storage.
+
+    « L'énorme avantage de l'utilisation du gestionnaire de volume logique [...] avec les
+    images disques de machine virtuelle, c'est que l'on peut manipuler la capacité de
+    stockage après installation. »
+
+The guide's steps, done here on the `debian` guest (msdos label, vda5 the physical volume of
+VG `vm0`, LV `root` holding `/`), one VM for the whole module:
+
+1. the instance runs: `parted /dev/vda print`, `df -h`; the VG is full;
+2. the VM stopped, the image grows on the host:
+       $ qemu-img resize vm0-debian-testing-amd64-base.raw +20G
+   The guide resizes its raw master. Here the VM runs on a qcow2 differential image of the
+   cached master (guide A.3), and it is that differential image that grows, by 2G: the
+   master is shared and never changes. The growth stays sparse: nothing is allocated;
+3. in the guest, the free space and a new primary partition on it:
+       # parted /dev/vda unit % print free
+       # parted /dev/vda mkpart primary 62% 100%
+       # parted /dev/vda set 3 lvm on
+4. a physical volume, the volume group extended, a logical volume on all of it:
+       # pvcreate /dev/vda3
+       # vgextend vm0 /dev/vda3
+       # lvcreate --name var vm0 /dev/vda3 -l 100%FREE
+5. the file system, /var copied onto it, the mount point:
+       # mkfs.ext4 /dev/mapper/vm0-var
+       # mount /dev/mapper/vm0-var /mnt
+       # rsync -ah --numeric-ids /var/ /mnt/
+       # umount /mnt
+       /dev/mapper/vm0-var /var  ext4  noatime,commit=600,defaults  0  2   (/etc/fstab)
+6. « après redémarrage »: /var comes from the new volume, with its data.
+
+The module fixture `grown` runs the steps in this order and records each outcome; a step
+that fails stops the ones after it. Each test checks one step, in the same order, so the
+first failing test names the step that broke (the ones after it say they were not reached).
+The VM lives on `module_lab`, not on a checkpointed `lab_vm`: its disk is resized on the
+host and it is rebooted twice, which no saved state could stand for.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from labfixtures.errors import LabError
+from labfixtures.qemu import qemu_img_info
+from labfixtures.ssh import Result
+
+pytestmark = [pytest.mark.root, pytest.mark.vm]
+
+N = 7  # the VM's number: MAC b8:ad:ca:fe:00:07, SSH forwarded from 2207 (user mode)
+GIB = 2**30
+MIB = 2**20
+GROWTH = "+2G"  # the guide's +20G, smaller: it is the same operation
+FSTAB_LINE = "/dev/mapper/vm0-var /var ext4 noatime,commit=600,defaults 0 2"
+MARKER = "/var/lib/labfixtures-s07/marker"  # written before the copy: must be on vm0-var
+HIDDEN = "/var/lib/labfixtures-s07/written-after-the-copy"  # on the old /var: hidden after
+BOOT_TIMEOUT = 300.0  # hang guard only: a Debian boot takes ~15-20 s under TCG
+POWEROFF_TIMEOUT = 180.0
+
+
+@dataclass
+class Step:
+    """One command of the guide (in the guest, or on the host) and what it gave."""
+
+    name: str
+    cmd: str
+    result: Result | None = None
+    error: str | None = None  # why it has no result: not reached, or an exception
+
+
+@dataclass
+class Storage:
+    """The steps of §7, run once for the module, in order."""
+
+    vm: object
+    steps: dict[str, Step] = field(default_factory=dict)
+    broken: str | None = None  # the first step that failed: later ones are not run
+    facts: dict[str, object] = field(default_factory=dict)
+
+    def guest(self, name: str, cmd: str, timeout: float = 120.0) -> Result | None:
+        """Run CMD in the guest as step NAME (C locale: parted's output is parsed)."""
+        if self.broken:
+            self.steps[name] = Step(name, cmd, error=f"not reached: step {self.broken!r} "
+                                                     "failed before it")
+            return None
+        try:
+            r = self.vm.run(f"export LC_ALL=C; {cmd}", timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - recorded, reported by the step's test
+            self.steps[name] = Step(name, cmd, error=f"{type(e).__name__}: {e}")
+            self.broken = name
+            return None
+        self.steps[name] = Step(name, cmd, r)
+        if not r.ok:
+            self.broken = name
+        return r
+
+    def host(self, name: str, what: str, fn) -> object:
+        """Run FN() on the host (or around the VM) as step NAME."""
+        if self.broken:
+            self.steps[name] = Step(name, what, error=f"not reached: step {self.broken!r} "
+                                                      "failed before it")
+            return None
+        try:
+            out = fn()
+        except Exception as e:  # noqa: BLE001 - recorded, reported by the step's test
+            detail = f"{e.problem}\n  remedy: {e.remedy}" if isinstance(e, LabError) else e
+            self.steps[name] = Step(name, what, error=f"{type(e).__name__}: {detail}")
+            self.broken = name
+            return None
+        self.steps[name] = Step(name, what, Result(0, str(out) if out is not None else "", ""))
+        return out
+
+    def ok(self, name: str) -> str:
+        """Step NAME's stdout; the test fails with the step's command and error otherwise."""
+        step = self.steps.get(name)
+        if step is None:
+            pytest.fail(f"step {name!r} never ran (the module fixture stopped before it)",
+                        pytrace=False)
+        if step.error is not None:
+            pytest.fail(f"step {name!r} (`{step.cmd}`): {step.error}", pytrace=False)
+        assert step.result is not None
+        if not step.result.ok:
+            pytest.fail(f"step {name!r}: `{step.cmd}` exited with {step.result.exit_status}\n"
+                        f"stdout: {step.result.stdout.strip()[-1500:]}\n"
+                        f"stderr: {step.result.stderr.strip()[-1500:]}", pytrace=False)
+        return step.result.stdout
+
+
+def power_off(vm, timeout: float = POWEROFF_TIMEOUT) -> float:
+    """`systemctl poweroff` in the guest, then wait for QEMU to exit (a clean shutdown
+    writes everything back: the guide reboots, it does not pull the plug). Seconds taken;
+    LabError if the guest did not power off by itself."""
+    t0 = time.monotonic()
+    try:
+        vm.run("systemctl --no-block poweroff", timeout=30, check=True)
+    except Exception:  # noqa: BLE001 - the connection may go down first: QEMU's exit says
+        pass
+    vm.stop_ssh()
+    proc = vm.machine.proc
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        tail = vm.machine.serial_text()[-1500:]
+        vm.stop()
+        raise LabError(f"the guest did not power off within {timeout:.0f}s; its serial "
+                       f"console ends with:\n{tail}",
+                       "a shutdown that hangs is often a mount that cannot be undone: "
+                       "check /etc/fstab") from None
+    seconds = time.monotonic() - t0
+    vm.stop()  # QEMU has exited: this only tidies up (QMP socket, pidfile)
+    return seconds
+
+
+def lvm_rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.strip()]
+
+
+def parse_free_space(out: str) -> list[tuple[float, float, float]]:
+    """(start %, end %, size %) of the `Free Space` lines of `parted unit % print free`."""
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+([\d.]+)%\s+([\d.]+)%\s+Free Space", line)
+        if m:
+            rows.append(tuple(float(x) for x in m.groups()))
+    return rows
+
+
+def parted_table(out: str) -> dict[int, list[str]]:
+    """`parted -s -m DISK unit B print`: {number: [start, end, size, fs, name, flags]}."""
+    rows = [line.rstrip(";").split(":") for line in out.splitlines() if line.strip()]
+    return {int(r[0]): r[1:] for r in rows[2:] if r[0].isdigit()}
+
+
+def disk_bytes(out: str) -> int:
+    """The disk size from `parted -s -m DISK unit B print` (its second line)."""
+    line = [r for r in out.splitlines() if r.startswith("/dev/")][0]
+    return int(line.split(":")[1].rstrip("B"))
+
+
+
+@pytest.fixture(scope="module")
+def grown(module_lab, debian_image) -> Storage:
+    """The whole of §7 on one VM, each step recorded (see the module docstring)."""
+    vm = module_lab.vm("vm0", tap=N, user=True, image=debian_image, profile="pc",
+                       memory=512, vcpus=2)
+    s = Storage(vm)
+    token = secrets.token_hex(8)
+    s.facts["token"] = token
+
+    # 1. « Une fois l'instance de système virtuel lancée »: the disk and the VG before.
+    s.guest("before: parted print", "parted -s -m /dev/vda unit B print")
+    s.guest("before: df -h", "df -h")
+    s.guest("before: vgs", "vgs --noheadings --units b --nosuffix "
+                           "-o vg_name,pv_count,lv_count,vg_size,vg_free")
+
+    # 2. The VM stopped, the image grows on the host (the overlay: see the docstring).
+    s.host("power off before the resize", "systemctl poweroff (in the guest)",
+           lambda: power_off(vm))
+    overlay: Path = vm.overlay
+    s.facts["overlay"] = overlay
+    s.host("qemu-img info before", f"qemu-img info {overlay}",
+           lambda: s.facts.setdefault("info before", qemu_img_info(overlay)))
+    s.host("qemu-img resize", f"qemu-img resize -f qcow2 {overlay} {GROWTH}",
+           lambda: subprocess.run(["qemu-img", "resize", "-f", "qcow2", str(overlay), GROWTH],
+                                  capture_output=True, text=True, check=True).stdout)
+    s.host("qemu-img info after", f"qemu-img info {overlay}",
+           lambda: s.facts.setdefault("info after", qemu_img_info(overlay)))
+    s.facts["master info"] = qemu_img_info(debian_image.disk)
+    s.host("boot on the grown disk", "start the VM again",
+           lambda: vm.start(timeout=BOOT_TIMEOUT).boot_seconds)
+
+    # 3. The free space, and a primary partition on it (the guide's percentages).
+    s.guest("after: parted print", "parted -s -m /dev/vda unit B print")
+    free = s.guest("parted unit % print free", "parted -s /dev/vda unit % print free")
+    start = None
+    if free is not None and free.ok:
+        spaces = parse_free_space(free.stdout)
+        if spaces:
+            biggest = max(spaces, key=lambda r: r[2])
+            start = math.ceil(biggest[0])  # the guide: free from 61,5% -> mkpart 62%
+    s.facts["mkpart start"] = start
+    if start is None and not s.broken:
+        s.steps["mkpart"] = Step("mkpart", "parted mkpart primary ...",
+                                 error="no Free Space line in `parted unit % print free`")
+        s.broken = "mkpart"
+    s.guest("mkpart", f"parted -s /dev/vda mkpart primary {start}% 100%")
+    s.guest("set 3 lvm on", "parted -s /dev/vda set 3 lvm on")
+    # parted tells the kernel itself (BLKPG); partx -u is the fallback if it could not
+    s.guest("kernel sees vda3", "test -b /dev/vda3 || partx -u /dev/vda; "
+                                "for i in $(seq 50); do test -b /dev/vda3 && break; "
+                                "sleep 0.1; done; test -b /dev/vda3 && lsblk -rnbo "
+                                "NAME,SIZE,TYPE /dev/vda3")
+    s.guest("parted print with vda3", "parted -s -m /dev/vda unit B print")
+
+    # 4. LVM: the physical volume, the volume group, the logical volume.
+    s.guest("pvcreate", "pvcreate /dev/vda3")
+    s.guest("pvdisplay new PV", "pvdisplay -C --noheadings --units b --nosuffix "
+                                "-o pv_name,pv_size,pv_pe_count,pv_attr,vg_name /dev/vda3")
+    s.guest("vgextend", "vgextend vm0 /dev/vda3")
+    s.guest("pvdisplay in vm0", "pvdisplay -C --noheadings --units b --nosuffix "
+                                "-o pv_name,vg_name,pv_pe_count,pv_pe_alloc_count,pv_attr "
+                                "/dev/vda3")
+    s.guest("lvcreate", "lvcreate --name var vm0 /dev/vda3 -l 100%FREE")
+    s.guest("lvdisplay var", "lvs --noheadings --units b --nosuffix "
+                             "-o lv_path,lv_name,vg_name,lv_size,devices vm0/var")
+
+    # 5. File system, copy of /var (a marker written first), mount point in fstab.
+    s.guest("mkfs.ext4", "mkfs.ext4 /dev/mapper/vm0-var")
+    s.guest("marker in /var", f"mkdir -p {Path(MARKER).parent} && echo {token} > {MARKER}"
+                              " && sync")
+    s.guest("mount /mnt", "mount /dev/mapper/vm0-var /mnt && findmnt -no SOURCE /mnt")
+    s.guest("rsync /var", "rsync -ah --numeric-ids /var/ /mnt/", timeout=600)
+    # the same paths with the same owners and modes (-a, --numeric-ids), not a byte diff:
+    # a running system writes to /var now and then
+    s.guest("copy checked", f"cat /mnt/{MARKER[len('/var/'):]} && "
+                            "(cd /var && find . -printf '%p %U:%G %m\\n' | sort) >/tmp/a && "
+                            "(cd /mnt && find . -path ./lost+found -prune -o "
+                            "-printf '%p %U:%G %m\\n' | sort) >/tmp/b && "
+                            "{ diff /tmp/a /tmp/b && echo same; }")
+    s.guest("umount /mnt", "umount /mnt")
+    s.guest("write to the old /var", f"echo old > {HIDDEN}")
+    s.guest("fstab entry", f"echo '{FSTAB_LINE}' >> /etc/fstab && grep var /etc/fstab")
+
+    # 6. « après redémarrage »
+    s.host("power off for the reboot", "systemctl poweroff (in the guest)",
+           lambda: power_off(vm))
+    s.host("boot with /var on vm0-var", "start the VM again",
+           lambda: vm.start(timeout=BOOT_TIMEOUT).boot_seconds)
+    s.guest("after: findmnt /var", "findmnt -no SOURCE,FSTYPE,OPTIONS /var")
+    s.guest("after: marker", f"cat {MARKER}")
+    s.guest("after: old /var hidden", f"test -e {HIDDEN} && echo visible || echo hidden")
+    s.guest("after: pvs", "pvs --noheadings --units b --nosuffix "
+                          "-o pv_name,vg_name,pv_size,pv_free")
+    s.guest("after: lvs", "lvs --noheadings --units b --nosuffix -o lv_name,vg_name,lv_size")
+    s.guest("after: vgs", "vgs --noheadings --units b --nosuffix "
+                          "-o vg_name,pv_count,lv_count,vg_size,vg_free")
+    s.guest("after: df -h", "df -h")
+    s.guest("after: failed units", "systemctl --failed --no-legend --plain")
+    return s
+
+
+# -- 1. before ----------------------------------------------------------------------------
+
+
+def test_before_the_disk_is_8g_and_vm0_has_no_free_space(grown):
+    """« Allocatable yes (but full) »: without a new physical volume, no room to grow."""
+    size = disk_bytes(grown.ok("before: parted print"))
+    assert size == 8 * GIB, f"the debian image's disk should be 8 GiB, parted says {size} B"
+    parts = parted_table(grown.ok("before: parted print"))
+    assert sorted(parts) == [1, 2, 5], f"expected partitions 1, 2, 5 as in the guide: {parts}"
+    rows = lvm_rows(grown.ok("before: vgs"))
+    assert [r[:3] for r in rows] == [["vm0", "1", "1"]], (
+        f"before the growth, vgs should show vm0 with 1 PV and 1 LV: {rows}")
+    assert rows[0][4] == "0", f"vm0 should be full before the growth, vg_free = {rows[0][4]}"
+    assert "/dev/mapper/vm0-root" in grown.ok("before: df -h")
+
+
+# -- 2. the image grows on the host ---------------------------------------------------------
+
+
+def test_qemu_img_resize_grows_the_overlay_by_2g_sparse(grown):
+    """`qemu-img resize IMAGE +2G`, the VM stopped: the virtual disk grows, nothing is
+    allocated for it (a sparse growth, as the guide's raw file), the master is untouched."""
+    grown.ok("power off before the resize")
+    grown.ok("qemu-img resize")
+    before, after = grown.facts["info before"], grown.facts["info after"]
+    assert after["virtual-size"] == before["virtual-size"] + 2 * GIB == 10 * GIB, (
+        f"the overlay should grow from 8 GiB to 10 GiB, qemu-img info says "
+        f"{before['virtual-size']} -> {after['virtual-size']} bytes")
+    grew = after["actual-size"] - before["actual-size"]
+    assert grew < MIB, f"the growth should allocate nothing, the file grew by {grew} bytes"
+    assert grown.facts["master info"]["virtual-size"] == 8 * GIB, (
+        "the master image must keep its size: only the VM's differential image grows")
+    assert after.get("backing-filename"), "the grown disk is still an overlay of the master"
+
+
+# -- 3. the new partition -----------------------------------------------------------------
+
+
+def test_parted_sees_the_bigger_disk_and_the_free_space_at_its_end(grown):
+    """« On remarque que l'espace total a bien été augmenté et qu'aucune partition n'est
+    disponible. » (`parted /dev/vda unit % print free`)"""
+    grown.ok("boot on the grown disk")
+    size = disk_bytes(grown.ok("after: parted print"))
+    assert size == 10 * GIB, (f"after the resize the guest should see a 10 GiB vda, parted "
+                              f"says {size} B: was the VM stopped during the resize?")
+    out = grown.ok("parted unit % print free")
+    spaces = parse_free_space(out)
+    assert spaces, f"`parted unit % print free` shows no Free Space:\n{out}"
+    start, end, length = max(spaces, key=lambda r: r[2])
+    assert end == 100.0 and 19.0 <= length <= 21.0 and 79.0 <= start <= 81.0, (
+        f"the new 2G should be free at the end of the disk (about 80% -> 100%), "
+        f"parted shows {start}% -> {end}% ({length}%):\n{out}")
+
+
+def test_mkpart_primary_and_lvm_flag_make_vda3(grown):
+    """`parted /dev/vda mkpart primary 80% 100%` (the free space's start, rounded up, as
+    the guide's 61,5% -> 62%), `parted /dev/vda set 3 lvm on`."""
+    grown.ok("mkpart")
+    grown.ok("set 3 lvm on")
+    grown.ok("kernel sees vda3")
+    parts = parted_table(grown.ok("parted print with vda3"))
+    assert sorted(parts) == [1, 2, 3, 5], f"expected partitions 1, 2, 3, 5: {parts}"
+    start, end = int(parts[3][0].rstrip("B")), int(parts[3][1].rstrip("B"))
+    ext_end = int(parts[2][1].rstrip("B"))
+    assert start > ext_end, f"vda3 ({start} B) must start after the extended vda2 ({ext_end} B)"
+    assert end >= 10 * GIB - MIB, f"vda3 should run to the end of the disk, it ends at {end} B"
+    assert "lvm" in parts[3][5], f"vda3 should have the lvm flag: {parts[3]}"
+    human = grown.ok("parted unit % print free")  # before mkpart: no partition 3 yet
+    assert not re.search(r"^\s*3\s", human, re.M), "vda3 existed before mkpart"
+
+
+# -- 4. LVM ---------------------------------------------------------------------------------
+
+
+def test_pvcreate_makes_vda3_a_physical_volume_outside_any_group(grown):
+    """« Le volume physique /dev/vda3 n'est associé à aucun groupe de volumes et ne dispose
+    pas d'une taille de bloc ou Physical Extent (PE) définie. »"""
+    assert "successfully created" in grown.ok("pvcreate")
+    rows = lvm_rows(grown.ok("pvdisplay new PV"))
+    assert len(rows) == 1 and rows[0][0] == "/dev/vda3", f"pvdisplay /dev/vda3: {rows}"
+    assert len(rows[0]) == 4, f"a new PV belongs to no volume group: VG Name {rows[0][4:]}"
+    size, pe_count, attr = int(rows[0][1]), rows[0][2], rows[0][3]
+    assert pe_count == "0", f"a new PV has no extents yet (Total PE 0): {rows[0]}"
+    assert "a" not in attr[:2], f"a new PV is not allocatable (Allocatable NO): attr {attr}"
+    assert 2 * GIB - 16 * MIB <= size <= 2 * GIB, f"vda3's PV should be ~2 GiB: {size} B"
+
+
+def test_vgextend_adds_vda3_to_vm0(grown):
+    """`vgextend vm0 /dev/vda3`: « Allocatable yes », Free PE = Total PE."""
+    assert "successfully extended" in grown.ok("vgextend")
+    rows = lvm_rows(grown.ok("pvdisplay in vm0"))
+    assert rows and rows[0][:2] == ["/dev/vda3", "vm0"], f"vda3 should be in vm0: {rows}"
+    total, allocated = int(rows[0][2]), int(rows[0][3])
+    assert total > 0 and allocated == 0, (
+        f"vda3 in vm0 should have extents, none allocated yet: total {total}, "
+        f"allocated {allocated}")
+
+
+def test_lvcreate_var_takes_all_of_vda3(grown):
+    """`lvcreate --name var vm0 /dev/vda3 -l 100%FREE`"""
+    assert 'Logical volume "var" created' in grown.ok("lvcreate")
+    rows = lvm_rows(grown.ok("lvdisplay var"))
+    assert rows and rows[0][:3] == ["/dev/vm0/var", "var", "vm0"], f"lvs vm0/var: {rows}"
+    assert rows[0][4].startswith("/dev/vda3"), (
+        f"the LV var must sit on /dev/vda3 only (the guide names the PV): {rows[0][4]}")
+    assert 2 * GIB - 16 * MIB <= int(rows[0][3]) <= 2 * GIB, f"var should be ~2 GiB: {rows[0]}"
+
+
+# -- 5. file system and copy ----------------------------------------------------------------
+
+
+def test_mkfs_and_rsync_copy_var_onto_the_new_volume(grown):
+    """`mkfs.ext4`, `mount /dev/mapper/vm0-var /mnt`, `rsync -ah --numeric-ids /var/ /mnt/`,
+    `umount /mnt`."""
+    grown.ok("mkfs.ext4")
+    grown.ok("marker in /var")
+    assert grown.ok("mount /mnt").strip() == "/dev/mapper/vm0-var"
+    grown.ok("rsync /var")
+    copied = grown.ok("copy checked").split("\n")
+    assert copied[0] == grown.facts["token"], (
+        f"after rsync, /mnt should hold the marker written in /var: {copied[0]!r}")
+    assert copied[1] == "same", "the copy should have every path of /var"
+    grown.ok("umount /mnt")
+
+
+def test_fstab_mounts_the_new_volume_on_var(grown):
+    """« on crée l'entrée pour le nouveau point de montage dans le fichier /etc/fstab »"""
+    lines = [line.split() for line in grown.ok("fstab entry").splitlines()]
+    assert FSTAB_LINE.split() in lines, f"/etc/fstab should have `{FSTAB_LINE}`: {lines}"
+
+
+# -- 6. after the reboot --------------------------------------------------------------------
+
+
+def test_the_guest_shuts_down_and_boots_again_cleanly(grown):
+    grown.ok("power off for the reboot")
+    grown.ok("boot with /var on vm0-var")
+    failed = grown.ok("after: failed units").strip()
+    assert failed == "", f"units failed at the boot after the change: {failed}"
+
+
+def test_after_the_reboot_var_is_mounted_from_vm0_var(grown):
+    src = grown.ok("after: findmnt /var").split()
+    assert src[:2] == ["/dev/mapper/vm0-var", "ext4"], (
+        f"/var should be mounted from /dev/mapper/vm0-var (ext4): findmnt says {src}; "
+        "check the fstab line")
+    opts = src[2].split(",")
+    assert "noatime" in opts and "commit=600" in opts, f"fstab options not applied: {opts}"
+    assert "/dev/mapper/vm0-var" in grown.ok("after: df -h")
+
+
+def test_after_the_reboot_the_copied_data_is_on_var(grown):
+    assert grown.ok("after: marker").strip() == grown.facts["token"], (
+        f"{MARKER}, written before the copy, should be on the new /var")
+    assert grown.ok("after: old /var hidden").strip() == "hidden", (
+        f"{HIDDEN} was written on the old /var after the copy: it should be hidden under "
+        "the new mount, it is visible, so /var is not the new volume")
+
+
+def test_after_the_reboot_lvm_shows_vda3_in_vm0_and_var_using_it(grown):
+    pvs = {r[0]: r[1:] for r in lvm_rows(grown.ok("after: pvs"))}
+    assert set(pvs) == {"/dev/vda5", "/dev/vda3"}, f"pvs should show vda5 and vda3: {pvs}"
+    assert pvs["/dev/vda3"][0] == "vm0", f"vda3 should be in vm0: {pvs['/dev/vda3']}"
+    assert pvs["/dev/vda3"][2] == "0", f"vda3 should be fully used: {pvs['/dev/vda3']}"
+    lvs = {r[0]: r[1:] for r in lvm_rows(grown.ok("after: lvs"))}
+    assert set(lvs) == {"root", "var"}, f"lvs should show root and var: {lvs}"
+    vgs = lvm_rows(grown.ok("after: vgs"))
+    assert [r[:3] for r in vgs] == [["vm0", "2", "2"]], (
+        f"vgs should show vm0 with 2 PVs and 2 LVs: {vgs}")
+    size_before = int(lvm_rows(grown.ok("before: vgs"))[0][3])
+    assert int(vgs[0][3]) > size_before + GIB, (
+        f"vm0 should have grown by ~2 GiB: {size_before} -> {vgs[0][3]} B")
+    assert vgs[0][4] == "0", f"all the new space should be used by var, vg_free = {vgs[0][4]}"
