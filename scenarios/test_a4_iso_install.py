@@ -243,10 +243,8 @@ def installed(module_lab, install, blank_image, debian_image) -> Iterator[Booted
                        nics=[nic], tuned=False)
     m = Machine(spec, module_lab.rundir / "a4" / "boot", netns=module_lab.ns)
     module_lab.ledger.push("A.4 installed VM", m.stop)
-    m.start()
     try:
-        m.wait_for_marker(debian_image.facts.get("marker", "labfixtures: ready"),
-                          timeout=BOOT_TIMEOUT)
+        m.boot(debian_image.facts.get("marker", "labfixtures: ready"), timeout=BOOT_TIMEOUT)
         ssh = GuestSSH("127.0.0.1", nic.ssh_port, key=debian_image.private_key,
                        netns=module_lab.ns,
                        host_key=debian_image.host_public_key or None).connect(deadline=120)

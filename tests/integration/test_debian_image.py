@@ -61,9 +61,9 @@ def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool
     else:  # SeaBIOS -> GRUB in the MBR -> the disk's own kernel and initramfs
         spec = MachineSpec(hostname, disk=disk, profile="pc", memory_mb=512, vcpus=2,
                            nics=[nic], tuned=False)
-    m = Machine(spec, run_dir, netns=ns).start()
+    m = Machine(spec, run_dir, netns=ns)
     try:
-        m.wait_for_marker(image.facts.get("marker", "labfixtures: ready"), timeout=300)
+        m.boot(image.facts.get("marker", "labfixtures: ready"), timeout=300)
         ssh = GuestSSH("127.0.0.1", nic.ssh_port, key=image.private_key, netns=ns,
                        host_key=image.host_public_key or None).connect(deadline=120)
     except BaseException:

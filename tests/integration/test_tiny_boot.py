@@ -109,3 +109,16 @@ def test_static_guest_configuration(tiny, private_ns, make_tap, tmp_path):
             GuestSSH("203.0.113.130", key=tiny.private_key, netns=private_ns) as c:
         assert "default via 203.0.113.129 dev eth0" in c.run("ip route").stdout
         assert c.run("ping -c1 -W2 203.0.113.129").ok
+
+
+def test_boot_restarts_a_stalled_machine_once_then_fails(tiny, private_ns, tmp_path):
+    """Machine.boot(): no marker within the timeout -> one restart, with a warning naming
+    the kept serial log; still nothing -> the error, and no QEMU left."""
+    spec = MachineSpec.from_image("stall", tiny, profile="fast", nics=[])
+    m = Machine(spec, tmp_path, netns=private_ns)
+    with pytest.warns(UserWarning, match="attempt 1/2, serial log kept in .*stall.serial.log.1"), \
+            pytest.raises(LabError, match="did not print 'never printed' within 1.5s"):
+        m.boot("never printed", timeout=1.5, attempts=2)
+    assert (tmp_path / "stall.serial.log.1").exists()
+    assert not m.running
+    assert netns.pids(private_ns) == []
