@@ -14,9 +14,7 @@ from labfixtures import netns, procs
 _ids = itertools.count()
 
 
-@pytest.fixture
-def private_ns() -> Iterator[str]:
-    """A bare network namespace with `lo` up; whatever runs in it is killed at the end."""
+def _bare_ns() -> Iterator[str]:
     name = f"{os.environ.get('LF_TEST_NS_PREFIX', 'lf-t')}-{os.getpid()}-{next(_ids)}"
     netns.create(name)
     try:
@@ -25,6 +23,18 @@ def private_ns() -> Iterator[str]:
     finally:
         procs.terminate(netns.pids(name), grace=0.5)
         netns.delete(name)
+
+
+@pytest.fixture
+def private_ns() -> Iterator[str]:
+    """A bare network namespace with `lo` up; whatever runs in it is killed at the end."""
+    yield from _bare_ns()
+
+
+@pytest.fixture(scope="module")
+def module_ns() -> Iterator[str]:
+    """The same, shared by a module's tests (a VM booted once for several checks)."""
+    yield from _bare_ns()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ port listens on 127.0.0.1 of that namespace, never of the host.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures import netns
 from labfixtures.addressing import eui64_link_local
 from labfixtures.guestimages import GuestConfig, GuestImage
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
@@ -30,24 +28,7 @@ pytestmark = [
                        reason="qemu-system-x86 is not installed"),
 ]
 
-_ids = itertools.count()
 
-
-
-@pytest.fixture(scope="module")
-def lab_ns() -> Iterator[str]:
-    name = f"lf-deb-{os.getpid()}-{next(_ids)}"
-    netns.create(name)
-    try:
-        netns.run(name, ["ip", "link", "set", "lo", "up"])
-        yield name
-    finally:
-        for pid in netns.pids(name):  # nothing may survive the lab
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        netns.delete(name)
 
 
 def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool,
@@ -73,11 +54,11 @@ def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool
 
 
 @pytest.fixture(scope="module")
-def direct_vm(debian_image: GuestImage, lab_ns: str,
+def direct_vm(debian_image: GuestImage, module_ns: str,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestSSH]:
     run_dir = tmp_path_factory.mktemp("debian-direct")
     disk = create_overlay(debian_image.disk, run_dir / "vm0.qcow2")
-    m, ssh = _boot(debian_image, disk, lab_ns, run_dir, direct=True, number=10)
+    m, ssh = _boot(debian_image, disk, module_ns, run_dir, direct=True, number=10)
     with m, ssh:
         yield ssh
 
@@ -137,10 +118,10 @@ def test_guest_configuration_and_eui64(direct_vm: GuestSSH) -> None:
     assert direct_vm.run("systemctl --failed --no-legend", check=True).stdout.strip() == ""
 
 
-def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, lab_ns: str,
+def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, module_ns: str,
                                                  tmp_path: Path) -> None:
     disk = create_overlay(debian_image.disk, tmp_path / "vm1.qcow2")
-    m, ssh = _boot(debian_image, disk, lab_ns, tmp_path, direct=False, number=11,
+    m, ssh = _boot(debian_image, disk, module_ns, tmp_path, direct=False, number=11,
                    hostname="vm1")
     with m, ssh:
         cmdline = ssh.run("cat /proc/cmdline", check=True).stdout

@@ -70,6 +70,31 @@ def run_child(tmp_path: Path, run_id: str, *args: str, **extra: str) -> subproce
                           capture_output=True, text=True, timeout=120)
 
 
+def start_lab_child(tmp_path: Path, run_id: str) -> tuple[subprocess.Popen, Path]:
+    """Start a pytest whose test builds a lab, writes its id to a marker file and sleeps;
+    return once the lab is up (the caller kills it)."""
+    marker = tmp_path / "ready"
+    (tmp_path / "test_lab_child.py").write_text(LAB_TEST)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         str(tmp_path / "test_lab_child.py")],
+        cwd=tmp_path, env=child_env(run_id, LF_MARKER=str(marker)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    if not marker.exists():
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise AssertionError("the child lab never came up")
+    return child, marker
+
+
+def kill(child: subprocess.Popen) -> None:
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+
+
 def test_failing_test_leaves_nothing_and_host_is_untouched(tmp_path):
     before = snapshot()
     cp = run_child(tmp_path, "a11a11")
@@ -84,21 +109,8 @@ def test_failing_test_leaves_nothing_and_host_is_untouched(tmp_path):
 
 
 def test_sigkill_leaves_a_record_that_the_next_run_reaps(tmp_path):
-    marker = tmp_path / "ready"
-    (tmp_path / "test_lab_child.py").write_text(LAB_TEST)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(tmp_path / "test_lab_child.py")],
-        cwd=tmp_path, env=child_env("b22b22", LF_MARKER=str(marker)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the child lab never came up"
-    finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+    child, marker = start_lab_child(tmp_path, "b22b22")
+    kill(child)
     labid = marker.read_text()
     assert labid == "lf-b22b22-m"
     # the dead run left its lab: namespaces, OVS daemons, run directory with the record
@@ -117,18 +129,8 @@ def test_sigkill_leaves_a_record_that_the_next_run_reaps(tmp_path):
 
 
 def test_labctl_clean_reaps_and_prints_what_it_removed(tmp_path):
-    marker = tmp_path / "ready"
-    (tmp_path / "test_lab_child.py").write_text(LAB_TEST)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         str(tmp_path / "test_lab_child.py")],
-        cwd=tmp_path, env=child_env("d44d44", LF_MARKER=str(marker)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    child, _ = start_lab_child(tmp_path, "d44d44")
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists()
         status = subprocess.run([sys.executable, "-m", "labfixtures.cli", "status"],
                                 capture_output=True, text=True, timeout=30).stdout
         assert "lf-d44d44-m: pid" in status and "alive" in status
@@ -138,8 +140,7 @@ def test_labctl_clean_reaps_and_prints_what_it_removed(tmp_path):
         assert "lf-d44d44-m" not in cp.stdout
         assert mine("d44d44")
     finally:
-        os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+        kill(child)
     cp = subprocess.run([sys.executable, "-m", "labfixtures.cli", "clean"],
                         capture_output=True, text=True, timeout=30)
     assert cp.returncode == 0
