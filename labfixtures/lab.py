@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -449,6 +450,22 @@ class VethHost:
         """Start a program on this host; it is stopped when the host goes away."""
         proc = netns.popen(self.ns, argv, **kw)
         self._procs.append(proc)
+        return proc
+
+    def tcp_server(self, port: int, address: str = "0.0.0.0", send: int = 0
+                   ) -> subprocess.Popen:
+        """A one-shot TCP server on this host: accepts one connection, sends SEND bytes,
+        closes. Returned once it listens, so a client may connect at once."""
+        code = ("import socket,sys;s=socket.socket();"
+                "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+                f"s.bind(({address!r},{port}));s.listen();print('up',flush=True);"
+                f"c,_=s.accept();c.sendall(b'x'*{send});c.close()")
+        proc = self.popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "up":
+            proc.wait(timeout=5)
+            raise LabError(f"the TCP server on {self.name} did not start (port {port})",
+                           "is the port or address already in use on this host?")
         return proc
 
     def stop_processes(self) -> None:

@@ -142,7 +142,7 @@ class OvsServer:
             raise LabError("the Open vSwitch database schema was not found",
                            "reinstall openvswitch-common")
         r = self.rundir
-        self._run([ovsdb_tool, "create", str(r / "conf.db"), schema], ns=None)
+        self._run([ovsdb_tool, "create", str(r / "conf.db"), schema], in_lab=False)
         self._run([ovsdb_server, str(r / "conf.db"), f"--remote=punix:{self.db_sock}",
                    f"--pidfile={r}/ovsdb-server.pid", f"--unixctl={r}/ovsdb-server.ctl",
                    f"--log-file={r}/ovsdb-server.log", "--detach", "--no-chdir"])
@@ -169,9 +169,8 @@ class OvsServer:
         pids = [self._pids.pop(d) for d in ("ovs-vswitchd", "ovsdb-server") if d in self._pids]
         procs.terminate(pids, grace=1.5)
 
-    def _run(self, argv: list[str], ns: str | None | bool = True) -> str:
-        target = self.ns if ns is True else ns
-        p = netns.popen(target, argv, env=self.env, stdin=subprocess.DEVNULL,
+    def _run(self, argv: list[str], in_lab: bool = True) -> str:
+        p = netns.popen(self.ns if in_lab else None, argv, env=self.env, stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = p.communicate(timeout=60)
         if p.returncode != 0:

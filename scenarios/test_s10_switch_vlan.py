@@ -11,7 +11,6 @@ the same topology with a real VM on tap2). The checks are those a teacher makes 
 """
 
 import socket
-import subprocess
 import time
 
 import pytest
@@ -88,13 +87,7 @@ def test_ipv6_link_local_works_on_vlan_2(table1):
 def test_tcp_crosses_the_switch(table1):
     """Ping works even when checksums are broken; TCP proves they are not (DESIGN §2)."""
     lab, _, vm, _ = table1
-    server = vm.popen(["python3", "-c",
-                       "import socket;s=socket.socket();"
-                       "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-                       "s.bind(('203.0.113.130',22));s.listen();"
-                       "print('up',flush=True);c,_=s.accept();c.close()"],
-                      stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "up"
+    server = vm.tcp_server(22, "203.0.113.130")
     from labfixtures import probes
 
     assert probes.tcp_connect(lab.ns, "203.0.113.130", 22, timeout=5)

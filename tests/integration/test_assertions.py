@@ -110,15 +110,8 @@ def test_reachability(table1):
 
 
 def test_tcp(table1):
-    import subprocess
-
     _, _, vm, peer, _ = table1
-    srv = peer.popen(["python3", "-c",
-                      "import socket;s=socket.socket();"
-                      "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-                      "s.bind(('0.0.0.0',2200));s.listen();print('up',flush=True);"
-                      "c,_=s.accept();c.close()"], stdout=subprocess.PIPE, text=True)
-    assert srv.stdout.readline().strip() == "up"
+    srv = peer.tcp_server(2200)
     assert_tcp_open(vm, "203.0.113.132", 2200)
     srv.wait(timeout=5)
     assert_tcp_closed(vm, "203.0.113.132", 2201)

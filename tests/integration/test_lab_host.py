@@ -2,7 +2,6 @@
 
 import os
 import socket
-import subprocess
 
 import pytest
 
@@ -134,13 +133,7 @@ def test_tcp_between_veth_hosts_through_the_switch(lab, switch):
     """TCP needs TX checksum offload off on the userspace datapath (DESIGN §2)."""
     a = lab.veth_host("ha", switch, tag=2, addresses=["192.0.2.1/24"])
     b = lab.veth_host("hb", switch, tag=2, addresses=["192.0.2.2/24"])
-    server = b.popen(["python3", "-c",
-                      "import socket;s=socket.socket();"
-                      "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-                      "s.bind(('192.0.2.2',5001));s.listen();print('up',flush=True);"
-                      "c,_=s.accept();c.sendall(b'x'*200000);c.close()"],
-                     stdout=subprocess.PIPE, text=True)
-    assert server.stdout.readline().strip() == "up"
+    server = b.tcp_server(5001, "192.0.2.2", send=200000)
     out = a.run(["python3", "-c",
                  "import socket;c=socket.create_connection(('192.0.2.2',5001),timeout=5);"
                  "n=0\nwhile (d:=c.recv(65536)): n+=len(d)\nprint(n)"], timeout=20)
