@@ -230,13 +230,19 @@ def reap(run_base: Path | None = None, *, include_persistent: bool = False) -> l
             elif time.time() - d.stat().st_mtime < 10:
                 continue  # being created right now
             removed += destroy_lab(d.name, base)
-    # namespaces of a pytest run that died before writing its record
+    # namespaces of a pytest run that died before writing its record: only those that no
+    # record claims (a live lab may be named lf-<run>-w0.2-named, which *looks* like a
+    # host of lab lf-<run>-w0.2), each removed alone, never by prefix
     for name in netns.list_names():
-        m = _PYTEST_LABID.match(name)
-        labid = m.group(1) if m else ""
-        if labid and labid not in known:
-            removed += destroy_lab(labid, base)
-            known.add(labid)
+        if any(name == k or name.startswith(k + "-") for k in known):
+            continue
+        if _PYTEST_LABID.match(name):
+            victims = [p for p in netns.pids(name) if p != os.getpid()]
+            if victims:
+                procs.terminate(victims)
+                removed.append(f"{len(victims)} process(es) of {name}: {victims}")
+            if netns.delete(name):
+                removed.append(f"network namespace {name}")
     return removed
 
 

@@ -164,3 +164,19 @@ def test_two_xdist_workers_do_not_collide(tmp_path):
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "6 passed" in cp.stdout
     assert [n for n in netns.list_names() if "e55e55" in n] == []
+
+
+def test_reaper_spares_a_live_lab_whose_name_looks_like_a_host(tmp_path):
+    """A live lab lf-<run>-w0.2-named must survive another run's reaper, although its name
+    reads like a veth host of a lab lf-<run>-w0.2 that has no record (seen in CI)."""
+    from labfixtures.lab import Lab
+
+    with Lab.open("lf-abc123-w7.2-named") as lab:
+        lab.switch("sw0")
+        (tmp_path / "test_noop.py").write_text("def test_nothing():\n    pass\n")
+        cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_noop.py")], cwd=tmp_path,
+                            env=child_env("f11f11"), capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert netns.exists(lab.ns)
+        assert lab.ovs.vsctl("list-br").split() == ["sw0"]  # its OVS still answers
