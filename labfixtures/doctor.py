@@ -54,6 +54,19 @@ def check_tun() -> Check:
         return Check("/dev/net/tun", FAIL, "not openable", "run as root")
 
 
+def check_group(name: str = "kvm") -> Check:
+    """The guide's taps belong to group kvm (`ip tuntap add ... group kvm`)."""
+    import grp
+
+    try:
+        gid = grp.getgrnam(name).gr_gid
+    except KeyError:
+        return Check(f"group {name}", WARN,
+                     f"missing: a tap or lab file with `group: {name}` is refused",
+                     f"`groupadd --system {name}` (./ci/setup does it)")
+    return Check(f"group {name}", OK, f"present (gid {gid}), for the guide's taps")
+
+
 def check_namespaces() -> Check:
     if os.geteuid() != 0:
         return Check("network namespaces", FAIL, "cannot be tested without root", "run as root")
@@ -117,7 +130,8 @@ def check_qemu() -> list[Check]:
 
 
 def run_checks() -> list[Check]:
-    return [check_privileges(), check_kernel(), check_tun(), check_namespaces(),
+    return [check_privileges(), check_kernel(), check_tun(), check_group(),
+            check_namespaces(),
             *check_ovs(), *check_qemu()]
 
 

@@ -116,7 +116,8 @@ def _gid(group: str | int | None) -> int | None:
     except KeyError:
         raise LabError(
             f"group {group!r} does not exist on this host",
-            f"create it (`groupadd {group}`) or give no group",
+            f"create it (`groupadd --system {group}`; ./ci/setup does it for the guide's "
+            f"kvm group) or give no group",
         ) from None
 
 

@@ -31,23 +31,46 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
+from .qemu.spec import PROFILES
 
 if TYPE_CHECKING:
     from .lab import Lab
 
 
 class LabFileError(LabError):
-    """A mistake in a lab file: where it is (file and key) and how to fix it."""
+    """A mistake in a lab file: where it is (file and key) and how to fix it.
+
+    `mistakes` holds every mistake found in the file (this one first), so that a user
+    fixes them all in one go instead of one per run.
+    """
 
     def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
         self.source = source
         self.key = key
+        self.fix = fix
+        self.mistakes: list[LabFileError] = [self]
         super().__init__(f"{source}: {key}: {problem}", fix)
+
+    @classmethod
+    def several(cls, mistakes: list[LabFileError]) -> LabFileError:
+        """One error reporting MISTAKES (at least one), each with its key and fix."""
+        if len(mistakes) == 1:
+            return mistakes[0]
+        first = mistakes[0]
+        lines = [f"{m.key}: {m.problem.split(': ', 2)[-1]} -- {m.fix}" for m in mistakes]
+        err = cls(first.source, first.key, first.problem.split(": ", 2)[-1], first.fix)
+        err.mistakes = list(mistakes)
+        LabError.__init__(err, f"{first.source}: {len(mistakes)} mistakes:\n  "
+                          + "\n  ".join(lines),
+                          "fix each line above (file, key, then the fix)")
+        return err
 
 
 @dataclass(frozen=True)
@@ -135,11 +158,32 @@ class LabFile:
 class _V:
     """Walks the YAML tree, keeping the dotted key path for error messages."""
 
+    #: a file with more mistakes than this is reported with the first ones only
+    MAX_MISTAKES = 20
+
     def __init__(self, source: str) -> None:
         self.source = source
+        self.mistakes: list[LabFileError] = []
 
     def fail(self, key: str, problem: str, fix: str) -> LabFileError:
         return LabFileError(self.source, key, problem, fix)
+
+    @contextmanager
+    def each(self) -> Iterator[None]:
+        """Validate one item; a mistake in it is kept and the walk goes on with the next."""
+        try:
+            yield
+        except LabFileError as e:
+            self.mistakes.extend(e.mistakes)
+            if len(self.mistakes) >= self.MAX_MISTAKES:
+                raise LabFileError.several(self.mistakes) from None
+
+    def done(self, since: int = 0) -> None:
+        """Raise the mistakes found since mark SINCE (a length of `mistakes`), if any."""
+        if len(self.mistakes) > since:
+            found = self.mistakes[since:]
+            del self.mistakes[since:]
+            raise LabFileError.several(found)
 
     def mapping(self, value: Any, key: str, allowed: set[str],
                 required: tuple[str, ...] = ()) -> dict:
@@ -149,16 +193,19 @@ class _V:
             raise self.fail(key, f"expected a mapping, got {type(value).__name__} {value!r}",
                             f"write `{key.rsplit('.', 1)[-1]}:` followed by indented keys")
         prefix = "" if key == "(top)" else f"{key}."
+        found = []
         for k in value:
             if k not in allowed:
                 close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
                 hint = f"did you mean `{close[0]}`?" if close else \
                     f"allowed keys: {', '.join(sorted(allowed))}"
-                raise self.fail(f"{prefix}{k}", "unknown key", hint)
+                found.append(self.fail(f"{prefix}{k}", "unknown key", hint))
         for k in required:
             if k not in value:
                 where = "at the top of the file" if key == "(top)" else f"under `{key}`"
-                raise self.fail(f"{prefix}{k}", "missing", f"add `{k}:` {where}")
+                found.append(self.fail(f"{prefix}{k}", "missing", f"add `{k}:` {where}"))
+        if found:
+            raise LabFileError.several(found)
         return value
 
     def list_(self, value: Any, key: str) -> list:
@@ -225,32 +272,70 @@ class _V:
 PORT_KEYS = {"switch", "vlan", "trunks", "native"}
 
 
+def check_gateway(v: _V, key: str, gateway: str | None, addresses: tuple[str, ...],
+                  dhcp: bool = False) -> None:
+    """A gateway must be on a subnet of one of the NIC's addresses (or link-local)."""
+    if gateway is None:
+        return
+    gw = ipaddress.ip_address(gateway)
+    if gw.version == 6 and gw.is_link_local:
+        return
+    nets = [ipaddress.ip_interface(a).network for a in addresses]
+    if any(gw in n for n in nets if n.version == gw.version):
+        return
+    if not nets:
+        if dhcp:
+            return
+        raise v.fail(key, f"gateway {gateway} is given but the NIC has no address",
+                     "add an address on the gateway's subnet under `addresses:`, "
+                     f"e.g. {gw + 1}/{'26' if gw.version == 4 else '64'}")
+    raise v.fail(key, f"gateway {gateway} is on none of the NIC's subnets "
+                 f"({', '.join(str(n) for n in nets)}): the default route could not be set",
+                 "give a gateway inside one of those subnets (in the guide's Table 1, "
+                 "203.0.113.129 for 203.0.113.130/26), or fix the address")
+
+
 def parse(data: Any, source: str = "<lab file>") -> LabFile:
-    """Validate the YAML tree DATA; every mistake names SOURCE, the key and the fix."""
+    """Validate the YAML tree DATA; every mistake names SOURCE, the key and the fix.
+
+    Every mistake is reported at once (up to `_V.MAX_MISTAKES`), not only the first.
+    """
+    # imported here, not at the top: the recipe list pulls in the image builders, which
+    # `labctl`'s lab-file commands need anyway but a unit test of the parser does not
+    from .guestimages import RECIPES
+
     v = _V(source)
     top = v.mapping(data, "(top)", {"name", "datapath", "forwarding", "switches", "taps",
                                     "hosts", "vms"}, required=("name",))
     lab = LabFile(name=v.name(top["name"], "name", maxlen=40), source=source)
-    lab.datapath = top.get("datapath", "auto")
-    if lab.datapath not in ("auto", "system", "netdev"):
-        raise v.fail("datapath", f"{lab.datapath!r} is not a datapath",
-                     "use auto, system (kernel module) or netdev (userspace)")
-    lab.forwarding = v.bool_(top.get("forwarding", False), "forwarding")
+    with v.each():
+        lab.datapath = top.get("datapath", "auto")
+        if lab.datapath not in ("auto", "system", "netdev"):
+            raise v.fail("datapath", f"{lab.datapath!r} is not a datapath",
+                         "use auto, system (kernel module) or netdev (userspace)")
+    with v.each():
+        lab.forwarding = v.bool_(top.get("forwarding", False), "forwarding")
 
-    for sname, sw in v.mapping(top.get("switches"), "switches",
-                               allowed=set(top.get("switches") or {})).items():
+    switches: dict[str, Any] = {}
+    with v.each():
+        switches = v.mapping(top.get("switches"), "switches",
+                             allowed=set(top.get("switches") or {}))
+    for sname, sw in switches.items():
         key = f"switches.{sname}"
-        v.name(sname, key)
-        sw = v.mapping(sw, key, {"svis"})
-        svis = []
-        for i, svi in enumerate(v.list_(sw.get("svis"), f"{key}.svis")):
-            k = f"{key}.svis[{i}]"
-            svi = v.mapping(svi, k, {"vlan", "addresses", "name"}, required=("vlan",))
-            svis.append(SviDef(
-                vlan=v.vlan(svi["vlan"], f"{k}.vlan"),
-                addresses=tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
-                                enumerate(v.list_(svi.get("addresses"), f"{k}.addresses"))),
-                name=v.name(svi["name"], f"{k}.name") if "name" in svi else None))
+        svis: list[SviDef] = []
+        with v.each():
+            v.name(sname, key)
+            sw = v.mapping(sw, key, {"svis"})
+            for i, svi in enumerate(v.list_(sw.get("svis"), f"{key}.svis")):
+                k = f"{key}.svis[{i}]"
+                with v.each():
+                    svi = v.mapping(svi, k, {"vlan", "addresses", "name"}, required=("vlan",))
+                    svis.append(SviDef(
+                        vlan=v.vlan(svi["vlan"], f"{k}.vlan"),
+                        addresses=tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
+                                        enumerate(v.list_(svi.get("addresses"),
+                                                          f"{k}.addresses"))),
+                        name=v.name(svi["name"], f"{k}.name") if "name" in svi else None))
         lab.switches[sname] = SwitchDef(sname, tuple(svis))
 
     def switch_ref(d: dict, key: str) -> str | None:
@@ -265,92 +350,133 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
         return s
 
     seen_taps: dict[int, str] = {}
-    for i, tap in enumerate(v.list_(top.get("taps"), "taps")):
+    taps: list[Any] = []
+    with v.each():
+        taps = v.list_(top.get("taps"), "taps")
+    before = len(v.mistakes)
+    for i, tap in enumerate(taps):
         key = f"taps[{i}]"
-        tap = v.mapping(tap, key, {"number", "group", "multi_queue"} | PORT_KEYS,
-                        required=("number",))
-        n = v.int_(tap["number"], f"{key}.number", 0, 65535, "the tap number")
-        if n in seen_taps:
-            raise v.fail(f"{key}.number", f"tap{n} is already declared at {seen_taps[n]}",
-                         "give each tap its own number")
-        seen_taps[n] = key
-        group = tap.get("group")
-        if group is not None and not isinstance(group, str):
-            raise v.fail(f"{key}.group", f"{group!r} is not a group name", "e.g. group: kvm")
-        lab.taps.append(TapDef(n, switch_ref(tap, key), v.port(tap, key), group,
-                               v.bool_(tap.get("multi_queue", False), f"{key}.multi_queue")))
+        with v.each():
+            tap = v.mapping(tap, key, {"number", "group", "multi_queue"} | PORT_KEYS,
+                            required=("number",))
+            n = v.int_(tap["number"], f"{key}.number", 0, 65535, "the tap number")
+            if n in seen_taps:
+                raise v.fail(f"{key}.number", f"tap{n} is already declared at {seen_taps[n]}",
+                             "give each tap its own number")
+            seen_taps[n] = key
+            group = tap.get("group")
+            if group is not None and not isinstance(group, str):
+                raise v.fail(f"{key}.group", f"{group!r} is not a group name",
+                             "e.g. group: kvm")
+            lab.taps.append(TapDef(n, switch_ref(tap, key), v.port(tap, key), group,
+                                   v.bool_(tap.get("multi_queue", False),
+                                           f"{key}.multi_queue")))
 
-    for hname, host in v.mapping(top.get("hosts"), "hosts",
-                                 allowed=set(top.get("hosts") or {})).items():
+    # a tap entry with a mistake is unknown: say nothing of the VM NICs that name it
+    taps_ok = len(v.mistakes) == before
+    hosts: dict[str, Any] = {}
+    with v.each():
+        hosts = v.mapping(top.get("hosts"), "hosts", allowed=set(top.get("hosts") or {}))
+    for hname, host in hosts.items():
         key = f"hosts.{hname}"
-        v.name(hname, key)
-        host = v.mapping(host, key, {"addresses", "gateway", "mac"} | PORT_KEYS)
-        lab.hosts[hname] = HostDef(
-            hname, switch_ref(host, key), v.port(host, key),
-            tuple(v.cidr(a, f"{key}.addresses[{j}]")
-                  for j, a in enumerate(v.list_(host.get("addresses"), f"{key}.addresses"))),
-            v.ip(host["gateway"], f"{key}.gateway") if "gateway" in host else None,
-            host.get("mac"))
+        with v.each():
+            v.name(hname, key)
+            host = v.mapping(host, key, {"addresses", "gateway", "mac"} | PORT_KEYS)
+            addresses = tuple(v.cidr(a, f"{key}.addresses[{j}]") for j, a in
+                              enumerate(v.list_(host.get("addresses"), f"{key}.addresses")))
+            gateway = v.ip(host["gateway"], f"{key}.gateway") if "gateway" in host else None
+            check_gateway(v, f"{key}.gateway", gateway, addresses)
+            lab.hosts[hname] = HostDef(hname, switch_ref(host, key), v.port(host, key),
+                                       addresses, gateway, host.get("mac"))
 
     used_taps: dict[int, str] = {}
-    for vname, vm in v.mapping(top.get("vms"), "vms",
-                               allowed=set(top.get("vms") or {})).items():
+    vms: dict[str, Any] = {}
+    with v.each():
+        vms = v.mapping(top.get("vms"), "vms", allowed=set(top.get("vms") or {}))
+    for vname, vm in vms.items():
         key = f"vms.{vname}"
-        v.name(vname, key)
-        vm = v.mapping(vm, key, {"image", "memory", "vcpus", "profile", "nics"})
+        with v.each():
+            lab.vms[vname] = _vm(v, key, vname, vm, seen_taps if taps_ok else None,
+                                 used_taps, RECIPES)
+
+    for name in sorted(set(lab.hosts) & {t.name for t in lab.taps}):
+        with v.each():
+            raise v.fail(f"hosts.{name}", f"{name} is both a host and a tap",
+                         "rename the host: its switch port is named after it")
+    v.done()
+    return lab
+
+
+def _vm(v: _V, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | None,
+        used_taps: dict[int, str], recipes: Any) -> VmDef:
+    v.name(vname, key)
+    vm = v.mapping(vm, key, {"image", "memory", "vcpus", "profile", "nics"})
+    mark = len(v.mistakes)
+    fields: dict[str, Any] = {}
+    with v.each():
         memory = vm.get("memory", 256)
         if isinstance(memory, int) and not isinstance(memory, bool) and memory < 128:
             raise v.fail(f"{key}.memory", f"{memory} MB is not enough RAM",
                          "RAM size must be above 128MB (the guide's check): memory: 256")
-        memory = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
+        fields["memory"] = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
+    with v.each():
+        fields["vcpus"] = v.int_(vm.get("vcpus", 1), f"{key}.vcpus", 1, 64,
+                                 "a number of vCPUs")
+    with v.each():
         profile = vm.get("profile", "fast")
-        if profile not in ("fast", "pc", "q35"):
+        if profile not in PROFILES:
             raise v.fail(f"{key}.profile", f"{profile!r} is not a machine profile",
-                         "use fast (microvm, no PCI), pc or q35 (PCI bus, for lspci)")
+                         "use " + ", ".join(f"{p} ({d})" for p, d in PROFILES.items()))
+        fields["profile"] = profile
+    with v.each():
         image = vm.get("image", "tiny")
-        if not isinstance(image, str):
-            raise v.fail(f"{key}.image", f"{image!r} is not an image name",
-                         "use tiny or debian (see `labctl image list`)")
-        nics = []
-        for i, nic in enumerate(v.list_(vm.get("nics"), f"{key}.nics")):
-            k = f"{key}.nics[{i}]"
-            nic = v.mapping(nic, k, {"tap", "user", "addresses", "gateway", "dhcp", "mac"})
-            if ("tap" in nic) == ("user" in nic):
-                raise v.fail(k, "a NIC needs exactly one of `tap: N` or `user:`",
-                             "write `- tap: 2` (a tap on a switch) or `- user: {}` "
-                             "(user-mode networking)")
-            addresses = tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
-                              enumerate(v.list_(nic.get("addresses"), f"{k}.addresses")))
-            gateway = v.ip(nic["gateway"], f"{k}.gateway") if "gateway" in nic else None
-            if "tap" in nic:
-                n = v.int_(nic["tap"], f"{k}.tap", 0, 65535, "the tap number")
-                if n not in seen_taps:
-                    raise v.fail(f"{k}.tap", f"tap{n} is not declared",
-                                 f"add `- {{number: {n}, switch: sw0, vlan: 2}}` under taps:")
-                if n in used_taps:
-                    raise v.fail(f"{k}.tap", f"tap{n} is already used by {used_taps[n]}",
-                                 "give each VM NIC its own tap (the guide refuses a tap in "
-                                 "use)")
-                used_taps[n] = key
-                nics.append(NicDef("tap", tap=n, addresses=addresses, gateway=gateway,
-                                   dhcp=v.bool_(nic.get("dhcp", False), f"{k}.dhcp"),
-                                   mac=nic.get("mac")))
-            else:
-                user = v.mapping(nic["user"], f"{k}.user", {"ssh_port"})
-                port = (v.int_(user["ssh_port"], f"{k}.user.ssh_port", 1, 65535, "a TCP port")
-                        if "ssh_port" in user else None)
-                nics.append(NicDef("user", addresses=addresses, gateway=gateway,
-                                   dhcp=v.bool_(nic.get("dhcp", not addresses),
-                                                f"{k}.dhcp"),
-                                   ssh_port=port, mac=nic.get("mac")))
-        lab.vms[vname] = VmDef(vname, image, memory,
-                               v.int_(vm.get("vcpus", 1), f"{key}.vcpus", 1, 64,
-                                      "a number of vCPUs"), profile, tuple(nics))
+        if not isinstance(image, str) or image not in recipes:
+            close = difflib.get_close_matches(str(image), sorted(recipes), n=1)
+            raise v.fail(f"{key}.image", f"{image!r} is not a guest image",
+                         (f"did you mean `{close[0]}`? " if close else "")
+                         + f"use one of: {', '.join(sorted(recipes))} "
+                         "(see `labctl image list`)")
+        fields["image"] = image
+    nics = []
+    for i, nic in enumerate(v.list_(vm.get("nics"), f"{key}.nics")):
+        k = f"{key}.nics[{i}]"
+        with v.each():
+            nics.append(_nic(v, k, nic, seen_taps, used_taps, key))
+    v.done(mark)
+    return VmDef(vname, fields["image"], fields["memory"], fields["vcpus"], fields["profile"],
+                 tuple(nics))
 
-    for name in sorted(set(lab.hosts) & {t.name for t in lab.taps}):
-        raise v.fail(f"hosts.{name}", f"{name} is both a host and a tap",
-                     "rename the host: its switch port is named after it")
-    return lab
+
+def _nic(v: _V, k: str, nic: Any, seen_taps: dict[int, str] | None, used_taps: dict[int, str],
+         vm_key: str) -> NicDef:
+    nic = v.mapping(nic, k, {"tap", "user", "addresses", "gateway", "dhcp", "mac"})
+    if ("tap" in nic) == ("user" in nic):
+        raise v.fail(k, "a NIC needs exactly one of `tap: N` or `user:`",
+                     "write `- tap: 2` (a tap on a switch) or `- user: {}` "
+                     "(user-mode networking)")
+    addresses = tuple(v.cidr(a, f"{k}.addresses[{j}]") for j, a in
+                      enumerate(v.list_(nic.get("addresses"), f"{k}.addresses")))
+    gateway = v.ip(nic["gateway"], f"{k}.gateway") if "gateway" in nic else None
+    if "tap" in nic:
+        dhcp = v.bool_(nic.get("dhcp", False), f"{k}.dhcp")
+        check_gateway(v, f"{k}.gateway", gateway, addresses, dhcp)
+        n = v.int_(nic["tap"], f"{k}.tap", 0, 65535, "the tap number")
+        if seen_taps is not None and n not in seen_taps:
+            raise v.fail(f"{k}.tap", f"tap{n} is not declared",
+                         f"add `- {{number: {n}, switch: sw0, vlan: 2}}` under taps:")
+        if n in used_taps:
+            raise v.fail(f"{k}.tap", f"tap{n} is already used by {used_taps[n]}",
+                         "give each VM NIC its own tap (the guide refuses a tap in use)")
+        used_taps[n] = vm_key
+        return NicDef("tap", tap=n, addresses=addresses, gateway=gateway, dhcp=dhcp,
+                      mac=nic.get("mac"))
+    user = v.mapping(nic["user"], f"{k}.user", {"ssh_port"})
+    port = (v.int_(user["ssh_port"], f"{k}.user.ssh_port", 1, 65535, "a TCP port")
+            if "ssh_port" in user else None)
+    dhcp = v.bool_(nic.get("dhcp", not addresses), f"{k}.dhcp")
+    check_gateway(v, f"{k}.gateway", gateway, addresses, dhcp)
+    return NicDef("user", addresses=addresses, gateway=gateway, dhcp=dhcp, ssh_port=port,
+                  mac=nic.get("mac"))
 
 
 def load(path: str | Path) -> LabFile:

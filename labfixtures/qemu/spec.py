@@ -22,7 +22,12 @@ from ..errors import LabError
 Profile = Literal["fast", "pc", "q35"]
 Accel = Literal["auto", "kvm", "tcg"]
 
-PROFILES = ("fast", "pc", "q35")
+#: the machine profiles, with what each is for (the one list: lab files, CLI and specs)
+PROFILES: dict[str, str] = {
+    "fast": "microvm, no PCI bus: most tests",
+    "pc": "i440FX with a PCI bus: lspci-style checks",
+    "q35": "Q35 with PCIe",
+}
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
 

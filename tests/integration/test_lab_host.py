@@ -40,6 +40,15 @@ def test_tap_with_group_and_multi_queue(lab):
     assert root_links() == before  # created inside the lab, never in the root namespace
 
 
+def test_tap_with_a_group_that_does_not_exist_is_refused_and_leaves_nothing(lab):
+    before = sorted(link.name for link in lab.nl.links())
+    with pytest.raises(LabError, match="group 'lf-no-such-group' does not exist") as e:
+        lab.tap(8, group="lf-no-such-group")
+    assert "groupadd --system lf-no-such-group" in e.value.remedy
+    assert not lab.nl.exists("tap8")
+    assert sorted(link.name for link in lab.nl.links()) == before
+
+
 def test_tap_number_out_of_range_or_taken(lab):
     with pytest.raises(LabError, match="out of range") as e:
         lab.tap(70000)

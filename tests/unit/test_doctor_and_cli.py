@@ -31,3 +31,15 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for command in ("doctor", "clean", "status"):
         assert command in out
+
+
+def test_group_check_reports_present_and_missing_with_the_remedy():
+    present = doctor.check_group("root")
+    assert present.status == OK and "gid 0" in present.found
+    missing = doctor.check_group("lf-no-such-group")
+    assert missing.status == WARN
+    assert "groupadd --system lf-no-such-group" in missing.remedy
+
+
+def test_doctor_lists_the_kvm_group():
+    assert any(c.name == "group kvm" for c in doctor.run_checks())

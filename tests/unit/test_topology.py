@@ -142,3 +142,62 @@ def test_user_mode_nic_defaults_to_dhcp():
     data["vms"]["vm0"]["nics"].append({"user": {"ssh_port": 2222}})
     nic = parse(data).vms["vm0"].nics[1]
     assert (nic.kind, nic.dhcp, nic.ssh_port) == ("user", True, 2222)
+
+
+def test_unknown_image_is_refused_when_the_file_is_read():
+    data = base()
+    data["vms"]["vm0"]["image"] = "windows95"
+    e = error(data)
+    assert e.key == "vms.vm0.image"
+    assert "'windows95' is not a guest image" in e.problem
+    assert "tiny" in e.remedy and "debian" in e.remedy
+
+
+def test_image_typo_suggests_the_recipe():
+    data = base()
+    data["vms"]["vm0"]["image"] = "tinny"
+    assert "did you mean `tiny`?" in error(data).remedy
+
+
+def test_gateway_outside_every_subnet_of_the_nic_is_refused():
+    data = base()
+    data["vms"]["vm0"]["nics"][0]["gateway"] = "192.0.2.1"
+    e = error(data)
+    assert e.key == "vms.vm0.nics[0].gateway"
+    assert "192.0.2.1" in e.problem and "203.0.113.128/26" in e.problem
+    assert "203.0.113.129" in e.remedy
+
+
+def test_gateway_without_any_address_is_refused_unless_dhcp():
+    data = base()
+    nic = data["vms"]["vm0"]["nics"][0]
+    del nic["addresses"]
+    assert "has no address" in error(data).problem
+    nic["dhcp"] = True
+    parse(data, "lab.yaml")
+
+
+def test_veth_host_gateway_is_checked_too():
+    data = base()
+    data["hosts"] = {"h3": {"switch": "sw0", "vlan": 3, "addresses": ["198.51.100.2/24"],
+                            "gateway": "203.0.113.129"}}
+    assert error(data).key == "hosts.h3.gateway"
+
+
+def test_every_mistake_is_reported_in_one_run():
+    data = base()
+    vm = data["vms"]["vm0"]
+    vm["imgae"] = vm.pop("image")
+    data["hosts"] = {"h3": {"switch": "sw0", "vlan": 3, "gatway": "203.0.113.129"}}
+    e = error(data)
+    keys = [m.key for m in e.mistakes]
+    assert keys == ["hosts.h3.gatway", "vms.vm0.imgae"], keys
+    text = str(e)
+    assert "2 mistakes" in text and "did you mean `image`?" in text
+    assert "did you mean `gateway`?" in text
+
+
+def test_a_bad_tap_is_not_reported_again_by_the_vm_that_uses_it():
+    data = base()
+    data["taps"][0]["number"] = 70000
+    assert [m.key for m in error(data).mistakes] == ["taps[0].number"]
