@@ -7,4 +7,4 @@ through its `pytest11` entry point; registering it twice would be an error.
 from importlib.metadata import entry_points
 
 _installed = any(ep.value.startswith("labfixtures") for ep in entry_points(group="pytest11"))
-pytest_plugins = [] if _installed else ["labfixtures.plugin"]
+pytest_plugins = [] if _installed else ["labfixtures.pytest_plugin.plugin"]

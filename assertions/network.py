@@ -12,7 +12,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from labfixtures.netlink import Address, Neighbour, Route
+from labfixtures.net.netlink import Address, Neighbour, Route
 
 
 def _name(target: object) -> str:

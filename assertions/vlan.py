@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from labfixtures import netns
+from labfixtures.core import netns
 
 ETHERTYPE_PROBE = 0x88B5  # IEEE 802 local experimental: never mistaken for real traffic
 

@@ -34,10 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labfixtures import guestimages, netns  # noqa: E402
-from labfixtures.addressing import eui64_link_local  # noqa: E402
+from labfixtures import guestimages  # noqa: E402
+from labfixtures.core import netns
+from labfixtures.core.addressing import eui64_link_local  # noqa: E402
+from labfixtures.guests.ssh import GuestSSH  # noqa: E402
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, detect  # noqa: E402
-from labfixtures.ssh import GuestSSH  # noqa: E402
 
 TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
 ROOT = Path(__file__).resolve().parents[1]

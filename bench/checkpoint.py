@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labfixtures import checkpoint as ck  # noqa: E402
-from labfixtures.lab import Lab  # noqa: E402
+from labfixtures.checkpoint import operations as ck  # noqa: E402
+from labfixtures.lab.lab import Lab  # noqa: E402
 
 
 def fmt(xs: list[float]) -> str:

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from labfixtures.lab import HostSpec, Lab
+from labfixtures.lab.lab import HostSpec, Lab
 
 SIZES = (2, 64)
 KEYS = ["lab_ready"] + [f"hosts{n}_{w}" for n in SIZES for w in ("up", "first_ping", "down")] \

@@ -7,10 +7,10 @@
         ...
 """
 
-from .errors import LabError
-from .lab import HostSpec, Lab, Switch, VethHost
-from .ovs import PortSpec
-from .vm import VM, VmNic
+from labfixtures.errors import LabError
+from labfixtures.lab.lab import HostSpec, Lab, Switch, VethHost
+from labfixtures.lab.vm import VM, VmNic
+from labfixtures.net.ovs import PortSpec
 
 __all__ = ["VM", "HostSpec", "Lab", "LabError", "PortSpec", "Switch", "VethHost", "VmNic"]
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from labfixtures import guestimages
-from labfixtures.lab import Lab
+from labfixtures.lab.lab import Lab
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import pytest
 
+from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, qemu_img_info
-from labfixtures.ssh import GuestSSH
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

@@ -49,8 +49,8 @@ from pathlib import Path
 import pytest
 
 from labfixtures.errors import LabError
+from labfixtures.guests.ssh import Result
 from labfixtures.qemu import qemu_img_info
-from labfixtures.ssh import Result
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

@@ -32,7 +32,7 @@ from assertions import (
     assert_tcp_open,
     eventually,
 )
-from labfixtures.ssh import GuestSSH
+from labfixtures.guests.ssh import GuestSSH
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

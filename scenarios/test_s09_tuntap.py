@@ -31,7 +31,7 @@ import pytest
 
 from assertions import assert_reachable, assert_unreachable, eventually
 from labfixtures.errors import LabError
-from labfixtures.vm import VmNic
+from labfixtures.lab.vm import VmNic
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

@@ -88,7 +88,7 @@ def test_tcp_crosses_the_switch(table1):
     """Ping works even when checksums are broken; TCP proves they are not (DESIGN §2)."""
     lab, _, vm, _ = table1
     server = vm.tcp_server(22, "203.0.113.130")
-    from labfixtures import probes
+    from labfixtures.net import probes
 
     assert probes.tcp_connect(lab.ns, "203.0.113.130", 22, timeout=5)
     server.wait(timeout=5)

@@ -50,9 +50,9 @@ from assertions import (
     assert_unreachable,
     eventually,
 )
-from labfixtures import topology
-from labfixtures.ssh import GuestSSH
-from labfixtures.vm import VmNic
+from labfixtures.guests.ssh import GuestSSH
+from labfixtures.lab import labfile as topology
+from labfixtures.lab.vm import VmNic
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabError
-from .cache import GuestImage, ImageCache, ProgressFn, Recipe, default_cache_dir
-from .config import GuestConfig, InterfaceConfig, Route
-from .debian import RECIPE as DEBIAN
-from .tiny import RECIPE as TINY
+from labfixtures.errors import LabError
+from labfixtures.guestimages.cache import (
+    GuestImage,
+    ImageCache,
+    ProgressFn,
+    Recipe,
+    default_cache_dir,
+)
+from labfixtures.guestimages.config import GuestConfig, InterfaceConfig, Route
+from labfixtures.guestimages.debian import RECIPE as DEBIAN
+from labfixtures.guestimages.tiny import RECIPE as TINY
 
 __all__ = [
     "GuestConfig", "GuestImage", "ImageCache", "ImageInfo", "InterfaceConfig", "Route",

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import CommandError, LabError
+from labfixtures.errors import CommandError, LabError
 
 ProgressFn = Callable[[str], None]
 

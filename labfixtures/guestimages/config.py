@@ -32,7 +32,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
-from ..errors import LabError
+from labfixtures.errors import LabError
 
 #: x86 COMMAND_LINE_SIZE is 2048 bytes; keep room for the image's own parameters.
 MAX_CMDLINE = 1536

@@ -48,12 +48,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CommandError, LabError
-from ..qemu.accel import resolve as resolve_accel
-from . import installer
-from .cache import GuestImage, ImageCache, Progress, ProgressFn, source_digest
-from .installer import InstallerMedia, InstallOptions, data_file, run
-from .tiny import extract_vmlinux
+from labfixtures.errors import CommandError, LabError
+from labfixtures.guestimages import installer
+from labfixtures.guestimages.cache import (
+    GuestImage,
+    ImageCache,
+    Progress,
+    ProgressFn,
+    source_digest,
+)
+from labfixtures.guestimages.installer import InstallerMedia, InstallOptions, data_file, run
+from labfixtures.guestimages.tiny import extract_vmlinux
+from labfixtures.qemu.accel import resolve as resolve_accel
 
 SUITE = "bookworm"
 
@@ -197,7 +203,7 @@ class DebianRecipe:
     def fingerprint(self, cache: ImageCache) -> dict:
         """Cheap: the recipe's fields, its source files, the kernel version APT offers."""
         try:
-            from .cache import apt_candidate
+            from labfixtures.guestimages.cache import apt_candidate
 
             kernel = apt_candidate("linux-image-amd64")[0]
         except LabError:

@@ -35,8 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ..errors import CommandError, LabError
-from ..qemu.accel import resolve as resolve_accel
+from labfixtures.errors import CommandError, LabError
+from labfixtures.qemu.accel import resolve as resolve_accel
 
 ProgressFn = Callable[[str], None]
 
@@ -181,7 +181,7 @@ def tree_path(tree: Path, path: str) -> Path:
 
 def tree_libraries(tree: Path, binary: str) -> list[str]:
     """The shared libraries BINARY of TREE loads, as `ldd` run inside the tree sees them."""
-    from .debian import chroot
+    from labfixtures.guestimages.debian import chroot
 
     libs = []
     for line in chroot(tree, "ldd", binary).splitlines():

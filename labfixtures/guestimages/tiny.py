@@ -31,8 +31,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LabError
-from .cache import (
+from labfixtures.errors import LabError
+from labfixtures.guestimages.cache import (
     GuestImage,
     ImageCache,
     Progress,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .accel import AccelInfo, detect, host_tsc_khz, qemu_binary, vhost_net_available
-from .cmdline import TUNED_CMDLINE, build_argv, kernel_cmdline
-from .images import create_disk, create_overlay, qemu_img_info, snapshots
-from .machine import Machine, tap_user
-from .spec import PROFILES, MachineSpec, NicSpec
+from labfixtures.qemu.accel import AccelInfo, detect, host_tsc_khz, qemu_binary, vhost_net_available
+from labfixtures.qemu.cmdline import TUNED_CMDLINE, build_argv, kernel_cmdline
+from labfixtures.qemu.images import create_disk, create_overlay, qemu_img_info, snapshots
+from labfixtures.qemu.machine import Machine, tap_user
+from labfixtures.qemu.spec import PROFILES, MachineSpec, NicSpec
 
 __all__ = [
     "PROFILES", "TUNED_CMDLINE", "AccelInfo", "Machine", "MachineSpec", "NicSpec",

@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabError
-from .cmdline import QEMU
+from labfixtures.errors import LabError
+from labfixtures.qemu.cmdline import QEMU
 
 _lock = threading.Lock()
 _cached: AccelInfo | None = None

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..addressing import spice_port, telnet_port
-from ..errors import LabError
-from .spec import MachineSpec, NicSpec
+from labfixtures.core.addressing import spice_port, telnet_port
+from labfixtures.errors import LabError
+from labfixtures.qemu.spec import MachineSpec, NicSpec
 
 QEMU = "qemu-system-x86_64"
 

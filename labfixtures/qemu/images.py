@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..errors import CommandError, LabError
-from .cmdline import disk_format
+from labfixtures.errors import CommandError, LabError
+from labfixtures.qemu.cmdline import disk_format
 
 
 def qemu_img() -> str:

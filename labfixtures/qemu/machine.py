@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .. import netns as _netns
-from ..errors import LabError
-from . import accel as _accel
-from .cmdline import QEMU, build_argv
-from .spec import OVMF_VARS, MachineSpec
+from labfixtures.core import netns as _netns
+from labfixtures.errors import LabError
+from labfixtures.qemu import accel as _accel
+from labfixtures.qemu.cmdline import QEMU, build_argv
+from labfixtures.qemu.spec import OVMF_VARS, MachineSpec
 
 SUN_PATH_MAX = 107
 

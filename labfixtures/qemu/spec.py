@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..addressing import (
+from labfixtures.core.addressing import (
     check_mac,
     check_memory,
     check_tap_number,
@@ -17,7 +17,7 @@ from ..addressing import (
     ssh_forward_port,
     tap_name,
 )
-from ..errors import LabError
+from labfixtures.errors import LabError
 
 Profile = Literal["fast", "pc", "q35"]
 Accel = Literal["auto", "kvm", "tcg"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from labfixtures import netns, procs
+from labfixtures.core import netns, procs
 
 _ids = itertools.count()
 
@@ -40,7 +40,7 @@ def module_ns() -> Iterator[str]:
 @pytest.fixture
 def make_tap(private_ns: str):
     """`make_tap("tap2")`: a tap in the private namespace, up, without IPv6 DAD."""
-    from labfixtures.netlink import Netlink
+    from labfixtures.net.netlink import Netlink
 
     def make(name: str) -> str:
         with Netlink(private_ns) as nl:

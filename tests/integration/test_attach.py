@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from labfixtures import guestimages, netns
+from labfixtures import guestimages
+from labfixtures.core import netns
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -80,8 +81,8 @@ def test_grading_a_vm_started_elsewhere(student_vm, tmp_path):
 
 
 def test_attach_target_syntax():
-    from labfixtures.attach import AttachedVM
     from labfixtures.errors import LabError
+    from labfixtures.guests.attach import AttachedVM
 
     vm = AttachedVM.parse("vm0=etu@[fe80::baad:caff:fefe:2%sw0-vlan2]:2222")
     assert (vm.name, vm.user, vm.address, vm.port) == (

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures import checkpoint as ck
 from labfixtures import guestimages
+from labfixtures.checkpoint import operations as ck
 from labfixtures.errors import LabError
-from labfixtures.lab import Lab
+from labfixtures.lab.lab import Lab
 
 pytestmark = [
     pytest.mark.vm,
@@ -34,7 +34,7 @@ GATEWAY = "203.0.113.129"
 
 def fresh_labid(suffix: str) -> str:
     """Another lab beside the session's own (`lf-RUN-WORKER`), reaped with it."""
-    from labfixtures.labhost import default_labid
+    from labfixtures.lab.labhost import default_labid
 
     return f"{default_labid()}-{suffix}"
 
@@ -197,7 +197,8 @@ def test_plugin_boot_once_restore_per_test_and_named_checkpoints(tmp_path, store
 
     def run(*extra: str) -> str:
         cp = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "labfixtures.plugin_checkpoint", "-s",
+            [sys.executable, "-m", "pytest", "-s",
+             "-p", "labfixtures.pytest_plugin.checkpoint_fixtures",
              "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--lab-no-reap",
              f"--lab-checkpoint-store={store.root}",
              *extra, str(tmp_path / "t")],

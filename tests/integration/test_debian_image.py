@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures.addressing import eui64_link_local
+from labfixtures.core.addressing import eui64_link_local
 from labfixtures.guestimages import GuestConfig, GuestImage
+from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
-from labfixtures.ssh import GuestSSH
 
 pytestmark = [
     pytest.mark.vm,

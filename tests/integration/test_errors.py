@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from labfixtures import netns
+from labfixtures.core import netns
 from labfixtures.errors import LabError
 
 pytestmark = pytest.mark.root
@@ -26,11 +26,11 @@ def run_py(code: str, cwd: str = "/") -> subprocess.CompletedProcess:
 
 
 def test_labctl_without_root_says_so():
-    cp = run_py("import sys\nfrom labfixtures.cli import main\nsys.exit(main(['clean']))")
+    cp = run_py("import sys\nfrom labfixtures.cli.main import main\nsys.exit(main(['clean']))")
     assert cp.returncode == 2
     assert cp.stderr == ("labctl: this command needs root privileges\n"
                          "  remedy: run it with sudo\n")
-    doctor = run_py("import sys\nfrom labfixtures.cli import main\nsys.exit(main(['doctor']))")
+    doctor = run_py("import sys\nfrom labfixtures.cli.main import main\nsys.exit(main(['doctor']))")
     assert doctor.returncode == 1
     assert "[FAIL] privileges" in doctor.stdout and "remedy: run as root" in doctor.stdout
     assert "No lab can run here" in doctor.stdout
@@ -50,7 +50,7 @@ def test_lab_tests_without_root_skip_with_the_reason(tmp_path):
 
 
 def test_library_without_root_raises_one_clear_error():
-    code = ("from labfixtures.lab import Lab\n"
+    code = ("from labfixtures.lab.lab import Lab\n"
             "from labfixtures.errors import LabError\n"
             "try:\n    Lab.open('lf-noroot')\n"
             "except LabError as e:\n    print(e.problem); print(e.remedy)\n")

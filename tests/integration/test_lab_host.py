@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-from labfixtures import netns
+from labfixtures.core import netns
 from labfixtures.errors import LabError
-from labfixtures.lab import HostSpec, Lab
+from labfixtures.lab.lab import HostSpec, Lab
 
 pytestmark = pytest.mark.root
 
@@ -91,7 +91,7 @@ def test_access_trunk_and_native_modes_read_back(lab, switch):
 
 
 def test_many_ports_in_one_transaction(lab, switch):
-    from labfixtures.ovs import PortSpec
+    from labfixtures.net.ovs import PortSpec
 
     names = [lab.tap(n) for n in range(10, 20)]
     switch.add_ports([PortSpec(n, tag=2) for n in names])
@@ -159,7 +159,7 @@ def test_64_hosts_on_one_switch(lab, switch):
 
 
 def test_wrong_datapath_is_refused_before_anything_is_made():
-    from labfixtures.ovs import kernel_datapath_available
+    from labfixtures.net.ovs import kernel_datapath_available
 
     before = set(netns.list_names())
     if kernel_datapath_available():
@@ -170,7 +170,7 @@ def test_wrong_datapath_is_refused_before_anything_is_made():
 
 
 def test_missing_ovs_tool_is_reported(monkeypatch, tmp_path):
-    from labfixtures import ovs
+    from labfixtures.net import ovs
 
     monkeypatch.setattr(ovs.shutil, "which", lambda tool: None)
     monkeypatch.setattr(ovs.os.path, "exists", lambda p: False)

@@ -3,21 +3,24 @@ lab file, and a wrong lab file refused with file, key and fix, leaving nothing b
 
 import json
 import secrets
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from labfixtures import netns
+from labfixtures.core import netns
 
 pytestmark = pytest.mark.root
 SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
 
 
-def labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def labctl(*args: str, timeout: float = 300,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "labfixtures.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def test_doctor_says_a_lab_can_run_here():
@@ -79,12 +82,12 @@ def test_wrong_lab_file_is_refused_and_leaves_nothing(tmp_path):
 
 
 def test_failure_during_up_leaves_nothing(tmp_path):
-    """A VM whose tap is taken fails at boot: the half-built lab is torn down."""
+    """A VM whose image is not built fails after the network is up: all of it is undone."""
     lab = tmp_path / "lab.yaml"
     lab.write_text("name: half-built\nswitches:\n  sw0: {}\ntaps:\n  - {number: 2, switch: sw0}\n"
-                   "vms:\n  vm0: {image: no-such-image, nics: [{tap: 2}]}\n")
-    cp = labctl("up", str(lab))
+                   "vms:\n  vm0: {image: tiny, nics: [{tap: 2}]}\n")
+    cp = labctl("up", str(lab), env={"LABFIXTURES_CACHE": str(tmp_path / "empty-cache")})
     assert cp.returncode == 2
-    assert "no guest image recipe named 'no-such-image'" in cp.stderr
+    assert "guest image 'tiny' is not built" in cp.stderr, cp.stderr
     assert not netns.exists("lf-half-built")
     assert not Path("/run/labfixtures/lf-half-built").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures import netns
+from labfixtures.core import netns
 
 pytestmark = pytest.mark.root
 
@@ -131,17 +131,17 @@ def test_sigkill_leaves_a_record_that_the_next_run_reaps(tmp_path):
 def test_labctl_clean_reaps_and_prints_what_it_removed(tmp_path):
     child, _ = start_lab_child(tmp_path, "d44d44")
     try:
-        status = subprocess.run([sys.executable, "-m", "labfixtures.cli", "status"],
+        status = subprocess.run([sys.executable, "-m", "labfixtures.cli.main", "status"],
                                 capture_output=True, text=True, timeout=30).stdout
         assert "lf-d44d44-m: pid" in status and "alive" in status
         # a live owner's lab is not touched
-        cp = subprocess.run([sys.executable, "-m", "labfixtures.cli", "clean"],
+        cp = subprocess.run([sys.executable, "-m", "labfixtures.cli.main", "clean"],
                             capture_output=True, text=True, timeout=30)
         assert "lf-d44d44-m" not in cp.stdout
         assert mine("d44d44")
     finally:
         kill(child)
-    cp = subprocess.run([sys.executable, "-m", "labfixtures.cli", "clean"],
+    cp = subprocess.run([sys.executable, "-m", "labfixtures.cli.main", "clean"],
                         capture_output=True, text=True, timeout=30)
     assert cp.returncode == 0
     assert "removed network namespace lf-d44d44-m" in cp.stdout
@@ -169,7 +169,7 @@ def test_two_xdist_workers_do_not_collide(tmp_path):
 def test_reaper_spares_a_live_lab_whose_name_looks_like_a_host(tmp_path):
     """A live lab lf-<run>-w0.2-named must survive another run's reaper, although its name
     reads like a veth host of a lab lf-<run>-w0.2 that has no record (seen in CI)."""
-    from labfixtures.lab import Lab
+    from labfixtures.lab.lab import Lab
 
     with Lab.open("lf-abc123-w7.2-named") as lab:
         lab.switch("sw0")

@@ -11,11 +11,12 @@ import shutil
 
 import pytest
 
-from labfixtures import guestimages, netns
-from labfixtures.addressing import eui64_link_local
+from labfixtures import guestimages
+from labfixtures.core import netns
+from labfixtures.core.addressing import eui64_link_local
 from labfixtures.errors import LabError
+from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec
-from labfixtures.ssh import GuestSSH
 
 pytestmark = [
     pytest.mark.vm,

@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from labfixtures import guestimages, netns
-from labfixtures.lab import Lab
+from labfixtures import guestimages
+from labfixtures.core import netns
+from labfixtures.lab.lab import Lab
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from labfixtures.addressing import (
+from labfixtures.core.addressing import (
     check_memory,
     eui64_link_local,
     mac_from_tap,

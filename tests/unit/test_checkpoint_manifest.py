@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures import checkpoint as ck
+from labfixtures.checkpoint import operations as ck
 from labfixtures.errors import LabError
 from labfixtures.guestimages import GuestImage, ImageCache
 

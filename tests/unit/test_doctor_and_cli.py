@@ -2,8 +2,9 @@
 
 import pytest
 
-from labfixtures import cli, doctor
-from labfixtures.doctor import FAIL, OK, WARN, Check
+from labfixtures.cli import main as cli
+from labfixtures.lab import doctor
+from labfixtures.lab.doctor import FAIL, OK, WARN, Check
 
 
 def test_verdict_fails_only_on_fail():

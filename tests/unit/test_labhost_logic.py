@@ -2,9 +2,9 @@
 
 import pytest
 
-from labfixtures import labhost
 from labfixtures.errors import LabError
-from labfixtures.labhost import Ledger
+from labfixtures.lab import labhost
+from labfixtures.lab.labhost import Ledger
 
 
 def test_worker_id(monkeypatch):

@@ -3,7 +3,7 @@
 import pytest
 
 from labfixtures.errors import LabError
-from labfixtures.ovs import PortSpec, Transaction, parse_port_mode
+from labfixtures.net.ovs import PortSpec, Transaction, parse_port_mode
 
 
 def test_access_port_args():

@@ -3,7 +3,7 @@
 import socket
 import struct
 
-from labfixtures import rtnl
+from labfixtures.net import rtnl
 
 
 def attrs(buf: bytes) -> list[tuple[int, bytes]]:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from labfixtures.errors import LabError
-from labfixtures.topology import LabFileError, load, parse
+from labfixtures.lab.labfile import LabFileError, load, parse
 
 SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
 

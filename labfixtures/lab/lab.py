@@ -27,13 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns, probes, procs, rtnl
-from .errors import LabError
-from .guestimages import GuestImage
-from .labhost import LabHost, Ledger
-from .netlink import Address, Neighbour, Netlink, Route, check_ifname
-from .ovs import OvsServer, PortMode, PortSpec, parse_port_mode
-from .vm import VM, VmNic
+from labfixtures.core import netns, procs
+from labfixtures.errors import LabError
+from labfixtures.guestimages import GuestImage
+from labfixtures.lab.labhost import LabHost, Ledger
+from labfixtures.lab.vm import VM, VmNic
+from labfixtures.net import probes, rtnl
+from labfixtures.net.netlink import Address, Neighbour, Netlink, Route, check_ifname
+from labfixtures.net.ovs import OvsServer, PortMode, PortSpec, parse_port_mode
 
 MAX_TAP = 65535  # the MAC b8:ad:ca:fe:HH:LL holds the tap number on two bytes
 HOST_IFINDEX = 2  # eth0 of a veth host: the first index after lo in its fresh namespace
@@ -67,7 +68,7 @@ class Lab:
              run_base: Path | None = None, persistent: bool = False, source: str = "",
              start_ovs: bool = True, keep_overlays: Path | None = None) -> Lab:
         """Create the lab host (namespace, run directory) and, by default, its OVS."""
-        from .ovs import resolve_datapath
+        from labfixtures.net.ovs import resolve_datapath
 
         dp = resolve_datapath(datapath)  # validate before creating anything
         host = LabHost(labid, run_base=run_base, persistent=persistent, source=source)
@@ -302,7 +303,7 @@ class Lab:
         networking with SSH forwarded from SSH_PORT (default 2200+N). Several NICs:
         `nics=[VmNic(...), ...]`. EXTRA_ARGS go to QEMU as they are (e.g.
         `["-device", "virtio-balloon-pci"]`). Boots it unless START is False."""
-        from .vm import VmOptions, create
+        from labfixtures.lab.vm import VmOptions, create
 
         if nics is None:
             if user and ssh_port is None:

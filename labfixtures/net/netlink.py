@@ -24,8 +24,9 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import netns, rtnl
-from .errors import LabError
+from labfixtures.core import netns
+from labfixtures.errors import LabError
+from labfixtures.net import rtnl
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA

@@ -21,8 +21,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import netns, procs
-from .errors import CommandError, LabError
+from labfixtures.core import netns, procs
+from labfixtures.errors import CommandError, LabError
 
 SCHEMA_CANDIDATES = (
     "/usr/share/openvswitch/vswitch.ovsschema",

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import LabError
-from .ssh import GuestSSH, Result
-from .vm import Guest
+from labfixtures.errors import LabError
+from labfixtures.guests.ssh import GuestSSH, Result
+from labfixtures.lab.vm import Guest
 
 _TARGET = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9_.-]+)@)?"

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from .attach import AttachedVM
-from .errors import LabError
-from .lab import Lab, Switch, VethHost
-from .labhost import reap
+from labfixtures.errors import LabError
+from labfixtures.guests.attach import AttachedVM
+from labfixtures.lab.lab import Lab, Switch, VethHost
+from labfixtures.lab.labhost import reap
 
 # OVS log lines that say nothing about the lab under test (OVS's own test suite keeps
 # such a list in OVS_VSWITCHD_STOP).
@@ -35,7 +35,7 @@ BENIGN_LOG_PATTERNS = (
 _lab_key = pytest.StashKey[Lab]()
 
 # boot once, checkpoint, restore per test: `lab_vm`, @pytest.mark.checkpoint
-pytest_plugins = ["labfixtures.plugin_checkpoint"]
+pytest_plugins = ["labfixtures.pytest_plugin.checkpoint_fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,7 +78,7 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from .ovs import kernel_datapath_available
+    from labfixtures.net.ovs import kernel_datapath_available
 
     lines = []
     dp = config.getoption("--lab-datapath")
@@ -87,7 +87,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines.append(f"labfixtures: Open vSwitch datapath {dp}; privileges: "
                  f"{'root' if os.geteuid() == 0 else 'not root: lab tests will be skipped'}")
     try:
-        from .qemu import accel
+        from labfixtures.qemu import accel
 
         info = accel.detect()
         lines.append(f"labfixtures: QEMU accelerator {info.name.upper()} ({info.reason})")
@@ -150,7 +150,7 @@ def attached(request: pytest.FixtureRequest) -> Iterator[dict[str, AttachedVM]]:
 
 
 def _image(name: str):
-    from . import guestimages
+    from labfixtures import guestimages
 
     try:
         return guestimages.get(name)

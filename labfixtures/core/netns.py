@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import LabError
+from labfixtures.errors import LabError
 
 NETNS_RUN_DIR = Path("/run/netns")
 
@@ -197,7 +197,7 @@ def run(name: str | None, argv: list[str], *, check: bool = True, timeout: float
         input: str | None = None, env: dict[str, str] | None = None,
         ) -> subprocess.CompletedProcess[str]:
     """Run ARGV inside namespace NAME and capture its output as text."""
-    from .errors import CommandError
+    from labfixtures.errors import CommandError
 
     with popen(name, argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p:

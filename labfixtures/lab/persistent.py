@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from . import netns
-from .errors import LabError
-from .lab import Lab
-from .labhost import RUN_BASE, Record, destroy_lab
-from .ssh import GuestSSH
-from .topology import build_network, load
-from .vm import VmNic
+from labfixtures.core import netns
+from labfixtures.errors import LabError
+from labfixtures.guests.ssh import GuestSSH
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.labfile import build_network, load
+from labfixtures.lab.labhost import RUN_BASE, Record, destroy_lab
+from labfixtures.lab.vm import VmNic
 
 STATE = "lab.json"
 
@@ -33,7 +33,7 @@ def up(file: str | Path, name: str | None = None,
     say = progress or (lambda _m: None)
     spec = load(file)
     if name:
-        from .topology import _V
+        from labfixtures.lab.labfile import _V
 
         spec = replace(spec, name=_V(str(file)).name(name, "--name", maxlen=40))
     t0 = time.monotonic()

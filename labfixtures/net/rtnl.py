@@ -22,8 +22,8 @@ import os
 import socket
 import struct
 
-from . import netns
-from .errors import LabError
+from labfixtures.core import netns
+from labfixtures.errors import LabError
 
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2

@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 
-from . import netns
+from labfixtures.core import netns
 
 
 def _checksum(data: bytes) -> int:

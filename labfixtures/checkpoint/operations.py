@@ -60,15 +60,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import CommandError, LabError
-from .qemu.images import qemu_img, qemu_img_info
+from labfixtures.errors import CommandError, LabError
+from labfixtures.qemu.images import qemu_img, qemu_img_info
 
 if TYPE_CHECKING:
     import argparse
 
-    from .guestimages import GuestImage, ImageCache
-    from .lab import Lab
-    from .vm import VM
+    from labfixtures.guestimages import GuestImage, ImageCache
+    from labfixtures.lab.lab import Lab
+    from labfixtures.lab.vm import VM
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -91,7 +91,7 @@ def check_name(value: str, what: str) -> str:
 
 
 def default_store_dir() -> Path:
-    from .guestimages import default_cache_dir
+    from labfixtures.guestimages import default_cache_dir
 
     return default_cache_dir() / "checkpoints"
 
@@ -111,7 +111,7 @@ def qemu_version() -> str:
     """`7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`: the first line of `--version`."""
     global _version
     if _version is None:
-        from .qemu.cmdline import QEMU
+        from labfixtures.qemu.cmdline import QEMU
 
         out = subprocess.run([QEMU, "--version"], capture_output=True, text=True,
                              timeout=30).stdout
@@ -206,7 +206,7 @@ class CheckpointStore:
 
     @property
     def images(self) -> ImageCache:
-        from .guestimages import ImageCache
+        from labfixtures.guestimages import ImageCache
 
         if not isinstance(self._images, ImageCache):
             self._images = ImageCache(self._images)
@@ -738,7 +738,7 @@ def restore_into(lab: Lab, name: str, tag: str, *, store: CheckpointStore | None
     """Restore checkpoint SOURCE@TAG (SOURCE defaults to NAME) as VM NAME of LAB: the VM
     of that name if the lab has one, else a new one with the checkpoint's settings (its
     taps must exist in LAB, plugged in as when the checkpoint was saved)."""
-    from .vm import VmNic
+    from labfixtures.lab.vm import VmNic
 
     store = store or CheckpointStore()
     vm = lab.vms.get(name)
@@ -761,7 +761,7 @@ class LabVM:
     """A VM of a lab run by another process (`labctl up`), found in its run directory."""
 
     def __init__(self, lab: str, name: str) -> None:
-        from .labhost import RUN_BASE
+        from labfixtures.lab.labhost import RUN_BASE
 
         self.labid = lab if lab.startswith("lf-") else f"lf-{lab}"
         self.name = check_name(name, "VM name")
@@ -812,7 +812,7 @@ class LabVM:
 def save_lab_vm(lab: str, name: str, tag: str, *, store: CheckpointStore | None = None,
                 replace: bool = False) -> Checkpoint:
     """`labctl checkpoint save LAB VM TAG`: the same as `save()`, through the run directory."""
-    from . import guestimages
+    from labfixtures import guestimages
 
     store = store or CheckpointStore()
     check_name(tag, "checkpoint tag")
@@ -846,7 +846,7 @@ class _RunDirLab:
     """Just what a `VM` needs of its lab to start, for a lab run by another process."""
 
     def __init__(self, labid: str, rundir: Path) -> None:
-        from .netlink import Netlink
+        from labfixtures.net.netlink import Netlink
 
         self.labid = labid
         self.ns = labid
@@ -860,8 +860,9 @@ def restore_lab_vm(lab: str, name: str, tag: str, *, store: CheckpointStore | No
     """`labctl checkpoint restore LAB VM TAG`: stop the VM's QEMU if it runs, start a new
     one (left running, as `labctl up` does) resuming the checkpoint; returns the seconds
     until SSH answered (or QEMU ran, for a VM without an SSH target in lab.json)."""
-    from . import guestimages, netns, procs
-    from .vm import VM, VmNic, VmOptions, guest_config
+    from labfixtures import guestimages
+    from labfixtures.core import netns, procs
+    from labfixtures.lab.vm import VM, VmNic, VmOptions, guest_config
 
     store = store or CheckpointStore()
     target = LabVM(lab, name)
@@ -902,7 +903,7 @@ def restore_lab_vm(lab: str, name: str, tag: str, *, store: CheckpointStore | No
 
 
 def _wait_lab_ssh(target: LabVM, vm: VM, timeout: float) -> float | None:
-    from .ssh import GuestSSH
+    from labfixtures.guests.ssh import GuestSSH
 
     state_file = target.rundir / "lab.json"
     with contextlib.suppress(OSError, ValueError, KeyError):

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import netns, procs
-from .errors import LabError
+from labfixtures.core import netns, procs
+from labfixtures.errors import LabError
 
 RUN_BASE = Path(os.environ.get("LABFIXTURES_RUNDIR", "/run/labfixtures"))
 PREFIX = "lf-"
@@ -290,7 +290,7 @@ class LabHost:
         try:
             netns.create(self.ns)
             self.ledger.push(f"network namespace {self.ns}", lambda: self._delete_ns())
-            from .netlink import Netlink
+            from labfixtures.net.netlink import Netlink
 
             with Netlink(self.ns) as nl:
                 nl.set_up("lo")

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LabError
-from .qemu.spec import PROFILES
+from labfixtures.errors import LabError
+from labfixtures.qemu.spec import PROFILES
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from labfixtures.lab.lab import Lab
 
 
 class LabFileError(LabError):
@@ -302,7 +302,7 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
     """
     # imported here, not at the top: the recipe list pulls in the image builders, which
     # `labctl`'s lab-file commands need anyway but a unit test of the parser does not
-    from .guestimages import RECIPES
+    from labfixtures.guestimages import RECIPES
 
     v = _V(source)
     top = v.mapping(data, "(top)", {"name", "datapath", "forwarding", "switches", "taps",
@@ -505,7 +505,7 @@ def load(path: str | Path) -> LabFile:
 
 def build_network(spec: LabFile, lab: Lab) -> None:
     """Switches, SVIs, forwarding, taps and veth hosts of SPEC, on LAB (VMs come after)."""
-    from .lab import HostSpec
+    from labfixtures.lab.lab import HostSpec
 
     for sw in spec.switches.values():
         switch = lab.switch(sw.name)

@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import guestimages
-from .addressing import eui64_link_local
-from .errors import LabError
-from .guestimages.config import GuestConfig, InterfaceConfig
-from .netlink import RT_PROTOS, Address, Link, Neighbour, Route
-from .qemu import Machine, MachineSpec, NicSpec
-from .qemu.images import create_overlay
-from .ssh import GuestSSH, Result
+from labfixtures import guestimages
+from labfixtures.core.addressing import eui64_link_local
+from labfixtures.errors import LabError
+from labfixtures.guestimages.config import GuestConfig, InterfaceConfig
+from labfixtures.guests.ssh import GuestSSH, Result
+from labfixtures.net.netlink import RT_PROTOS, Address, Link, Neighbour, Route
+from labfixtures.qemu import Machine, MachineSpec, NicSpec
+from labfixtures.qemu.images import create_overlay
 
 if TYPE_CHECKING:
-    from .lab import Lab
+    from labfixtures.lab.lab import Lab
 
 
 @dataclass
@@ -156,7 +156,7 @@ class VM(Guest):
         self._ssh: GuestSSH | None = None
         self.boot_seconds: float | None = None
         self.kept_overlay: Path | None = None
-        # checkpoints (labfixtures.checkpoint): a qcow2 attached without a guest device,
+        # checkpoints (labfixtures.checkpoint.operations): a qcow2 attached without a guest device,
         # holding a saved state for an image without a disk; the tag to restore at start
         self.state_disk: Path | None = None
         self.loadvm: str | None = None
@@ -197,7 +197,7 @@ class VM(Guest):
     def start(self, wait: bool = True, timeout: float = 120.0, loadvm: str | None = None
               ) -> VM:
         """Boot; or, with LOADVM, resume the state saved under that tag (the VM's qcow2 or
-        state disk must hold it: see labfixtures.checkpoint), ready once SSH answers."""
+        state disk must hold it: see labfixtures.checkpoint.operations), ready once SSH answers."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.image.disk is not None and self.overlay is None:
             self.overlay = create_overlay(self.image.disk, self.dir / f"{self.name}.qcow2")

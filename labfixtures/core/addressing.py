@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .errors import LabError
+from labfixtures.errors import LabError
 
 MAC_PREFIX = "b8:ad:ca:fe"
 MIN_MEMORY_MB = 128

@@ -70,7 +70,7 @@ def check_group(name: str = "kvm") -> Check:
 def check_namespaces() -> Check:
     if os.geteuid() != 0:
         return Check("network namespaces", FAIL, "cannot be tested without root", "run as root")
-    from . import netns
+    from labfixtures.core import netns
 
     name = f"lf-doctor-{os.getpid()}"
     try:
@@ -83,7 +83,7 @@ def check_namespaces() -> Check:
 
 
 def check_ovs() -> list[Check]:
-    from .ovs import kernel_datapath_available
+    from labfixtures.net.ovs import kernel_datapath_available
 
     missing = [t for t in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl")
                if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
@@ -116,7 +116,7 @@ def check_qemu() -> list[Check]:
                             "apt-get install qemu-utils"))
     if checks[0].status == OK:
         try:
-            from .qemu import accel
+            from labfixtures.qemu import accel
 
             info = accel.detect()
             status = OK if info.name == "kvm" else WARN

@@ -42,10 +42,10 @@ from typing import Any
 
 import pytest
 
-from . import checkpoint
-from .errors import LabError
-from .lab import Lab
-from .vm import VM
+from labfixtures.checkpoint import operations as checkpoint
+from labfixtures.errors import LabError
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.vm import VM
 
 AUTO_FORMAT = 1
 
@@ -130,7 +130,7 @@ def _check_asked(vm: VM, kw: dict) -> None:
 
 def auto_tag(vm: VM) -> str:
     """The automatic checkpoint's tag: a hash of everything that shapes the booted state."""
-    from .qemu.accel import host_tsc_khz
+    from labfixtures.qemu.accel import host_tsc_khz
 
     key = {"format": AUTO_FORMAT, "vm": vm.description(), "qemu": checkpoint.qemu_version(),
            "spec": {k: str(v) for k, v in vars(vm.spec()).items()

@@ -25,8 +25,8 @@ from typing import Any
 
 import paramiko
 
-from . import netns as _netns
-from .errors import LabError
+from labfixtures.core import netns as _netns
+from labfixtures.errors import LabError
 
 
 @dataclass

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .errors import LabError
+from labfixtures.errors import LabError
 
 EPILOG = """examples:
   sudo labctl doctor                          can a lab run here? KVM or TCG, OVS, versions
@@ -22,7 +22,7 @@ EPILOG = """examples:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from . import doctor
+    from labfixtures.lab import doctor
 
     checks = doctor.run_checks()
     if args.json:
@@ -33,7 +33,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .labhost import reap
+    from labfixtures.lab.labhost import reap
 
     _need_root()
     removed = reap(include_persistent=args.all)
@@ -45,11 +45,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from . import netns
-    from .labhost import lab_namespaces, records
+    from labfixtures.core import netns
+    from labfixtures.lab.labhost import lab_namespaces, records
 
     if args.lab:
-        from .session import describe
+        from labfixtures.lab.persistent import describe
 
         print(describe(_labid(args.lab)))
         return 0
@@ -72,7 +72,7 @@ def _labid(name: str) -> str:
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
-    from . import guestimages
+    from labfixtures import guestimages
 
     _need_root()
     for name in args.names:
@@ -82,7 +82,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
 
 def cmd_image_list(args: argparse.Namespace) -> int:
-    from . import guestimages
+    from labfixtures import guestimages
 
     for info in guestimages.list_images():
         if info.current is not None:
@@ -97,7 +97,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .session import up
+    from labfixtures.lab.persistent import up
 
     _need_root()
     labid = up(args.file, name=args.name, progress=print)
@@ -106,7 +106,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from .session import down
+    from labfixtures.lab.persistent import down
 
     _need_root()
     for line in down(_labid(args.lab)):
@@ -115,7 +115,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
-    from .session import ssh
+    from labfixtures.lab.persistent import ssh
 
     _need_root()
     command = [a for a in args.command if a != "--"]
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
     sh.set_defaults(func=cmd_ssh)
 
-    from . import checkpoint
+    from labfixtures.checkpoint import operations as checkpoint
 
     checkpoint.add_parser(sub)
     return p
