@@ -1,10 +1,27 @@
-"""One exception type for every mistake a lab user can make.
+"""The exceptions of labfixtures: one base type, `LabError`, and typed errors under it.
 
 A `LabError` carries the problem and the remedy separately so that the CLI, the pytest
-plugin and a traceback all print the same two short sentences.
+plugin and a traceback all print the same two short sentences. Each subclass also keeps the
+data of its situation as attributes (an exit status, a command, a QMP error...), so that a
+caller or a test decides on those fields, never on the wording of the message::
+
+    LabError                    problem, remedy
+      CommandError              argv, returncode, stdout, stderr, timed_out (a host command)
+        GuestCommandError       command, exit_status (a command run in a guest)
+      HostResourceError         kind, resource (a missing group, device, binary, module)
+      QemuLaunchError           machine, exitcode, argv, stderr (QEMU died while starting)
+      QmpError                  command, error, machine (QEMU answered a QMP command with
+                                an error, or the connection broke)
+      BootError                 machine, marker, exitcode (the guest never said it was ready)
+      ImageError                image (a guest image missing, unbuilt or unusable)
+      CheckpointError           checkpoint (a checkpoint missing, damaged or mismatched)
+      LabFileError              source, key, fix, mistakes (a mistake in a lab file)
 """
 
 from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
 
 
 class LabError(Exception):
@@ -17,37 +34,151 @@ class LabError(Exception):
 
 
 class CommandError(LabError):
-    """An external command (ovs-vsctl, qemu-img...) failed; its stderr is in the message."""
+    """An external command (ovs-vsctl, qemu-img...) failed; its stderr is in the message.
 
-    def __init__(self, argv: list[str], returncode: int, stderr: str, remedy: str = "") -> None:
-        self.argv = argv
+    `returncode` is -9 when the command was killed after `timed_out`.
+    """
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str, remedy: str = "",
+                 *, stdout: str = "", timed_out: bool = False) -> None:
+        self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr.strip()
+        self.stdout = stdout
+        self.timed_out = timed_out
+        what = "timed out" if timed_out else f"failed (exit {returncode})"
         super().__init__(
-            f"`{' '.join(argv)}` failed (exit {returncode}): {self.stderr or 'no message'}",
-            remedy,
-        )
+            f"`{' '.join(self.argv)}` {what}: {self.stderr or 'no message'}", remedy)
+
+
+class GuestCommandError(CommandError):
+    """A command run inside a guest (over SSH or a console) exited with a non-zero status.
+
+    `command` is the command as given (a shell line or an argv list); `exit_status` is the
+    guest's exit status (testinfra's name; `returncode` holds the same value).
+    """
+
+    def __init__(self, command: str | Sequence[str], exit_status: int, stdout: str = "",
+                 stderr: str = "", remedy: str = "look at the command's output above",
+                 *, guest: str = "") -> None:
+        self.command = command if isinstance(command, str) else shlex.join(command)
+        self.exit_status = exit_status
+        self.guest = guest
+        self.argv = [command] if isinstance(command, str) else list(command)
+        self.returncode = exit_status
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timed_out = False
+        where = f" on {guest}" if guest else ""
+        detail = (stderr or stdout).strip()[:500]
+        LabError.__init__(self, f"`{self.command}`{where} exited with {exit_status}: "
+                          f"{detail or 'no message'}", remedy)
+
+
+class HostResourceError(LabError):
+    """The host lacks something a lab needs: a group, a device, a binary, a kernel module.
+
+    KIND is one of "group", "device", "binary", "module"; RESOURCE names it (`kvm`,
+    `/dev/net/tun`, `qemu-img`, `openvswitch`).
+    """
+
+    def __init__(self, kind: str, resource: str, remedy: str = "",
+                 problem: str | None = None) -> None:
+        self.kind = kind
+        self.resource = resource
+        if problem is None:
+            problem = {
+                "group": f"group {resource!r} does not exist on this host",
+                "device": f"{resource} is missing",
+                "binary": f"`{resource}` is not installed",
+                "module": f"the {resource} kernel module is not loaded",
+            }.get(kind, f"{kind} {resource} is missing on this host")
+        super().__init__(problem, remedy)
+
+
+class QemuLaunchError(LabError):
+    """QEMU exited (status EXITCODE) before its machine was up; STDERR is what it said."""
+
+    def __init__(self, machine: str, exitcode: int | None, argv: Sequence[str], stderr: str,
+                 remedy: str = "", problem: str | None = None) -> None:
+        self.machine = machine
+        self.exitcode = exitcode
+        self.argv = list(argv)
+        self.stderr = stderr.strip()
+        if problem is None:
+            problem = (f"QEMU exited with status {exitcode} while starting machine {machine}: "
+                       f"{self.stderr or 'no message'}")
+        super().__init__(problem, remedy)
+
+
+class QmpError(LabError):
+    """A QMP command failed: ERROR is QEMU's error description (or the connection's)."""
+
+    def __init__(self, command: str, error: str, machine: str = "",
+                 remedy: str = "see the QEMU log in the run directory",
+                 error_class: str | None = None) -> None:
+        self.command = command
+        self.error = error
+        self.error_class = error_class
+        self.machine = machine
+        where = f" on machine {machine}" if machine else ""
+        super().__init__(f"QMP {command}{where} failed: {error}", remedy)
+
+
+class BootError(LabError):
+    """A machine did not print its ready MARKER: it stopped (EXITCODE set) or timed out."""
+
+    def __init__(self, machine: str, marker: str, problem: str, remedy: str = "", *,
+                 exitcode: int | None = None, stopped: bool = False,
+                 timeout: float | None = None) -> None:
+        self.machine = machine
+        self.marker = marker
+        self.exitcode = exitcode
+        self.stopped = stopped
+        self.timeout = timeout
+        super().__init__(problem, remedy)
+
+
+class ImageError(LabError):
+    """A guest image is missing, not built for the current recipe, or unusable."""
+
+    def __init__(self, image: str, problem: str, remedy: str = "") -> None:
+        self.image = image
+        super().__init__(problem, remedy)
 
 
 class CheckpointError(LabError):
-    """A checkpoint or a bundle that is missing, damaged, unsafe or does not fit.
+    """A checkpoint is missing, damaged, or does not fit the VM it is restored into."""
 
-    `vm` and `tag` name the checkpoint (when known), `path` the bundle or directory, and
-    `reason` says what is wrong, for code to test: "missing", "exists", "corrupt",
-    "truncated", "invalid" (not a checkpoint, or an unreadable manifest), "unsafe" (a
-    member path outside its folder, a link, a device), "too-large", "mismatch" (another
-    base image or machine), "not-running".
-    """
-
-    def __init__(self, problem: str, remedy: str = "", *, reason: str, vm: str | None = None,
-                 tag: str | None = None, path: str | None = None) -> None:
-        self.reason = reason
-        self.vm = vm
-        self.tag = tag
-        self.path = path
+    def __init__(self, problem: str, remedy: str = "", checkpoint: str | None = None) -> None:
+        self.checkpoint = checkpoint
         super().__init__(problem, remedy)
 
-    @property
-    def checkpoint(self) -> str | None:
-        """`VM@TAG`, when both are known."""
-        return f"{self.vm}@{self.tag}" if self.vm and self.tag else None
+
+class LabFileError(LabError):
+    """A mistake in a lab file: where it is (file and key) and how to fix it.
+
+    `mistakes` holds every mistake found in the file (this one first), so that a user
+    fixes them all in one go instead of one per run.
+    """
+
+    def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
+        self.source = source
+        self.key = key
+        self.fix = fix
+        self.mistakes: list[LabFileError] = [self]
+        super().__init__(f"{source}: {key}: {problem}", fix)
+
+    @classmethod
+    def several(cls, mistakes: list[LabFileError]) -> LabFileError:
+        """One error reporting MISTAKES (at least one), each with its key and fix."""
+        if len(mistakes) == 1:
+            return mistakes[0]
+        first = mistakes[0]
+        lines = [f"{m.key}: {m.problem.split(': ', 2)[-1]} -- {m.fix}" for m in mistakes]
+        err = cls(first.source, first.key, first.problem.split(": ", 2)[-1], first.fix)
+        err.mistakes = list(mistakes)
+        LabError.__init__(err, f"{first.source}: {len(mistakes)} mistakes:\n  "
+                          + "\n  ".join(lines),
+                          "fix each line above (file, key, then the fix)")
+        return err

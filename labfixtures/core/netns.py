@@ -9,7 +9,8 @@ shell prototype. The same system calls made here cost microseconds:
   block: sockets opened there (netlink, TCP for SSH, raw for scapy) stay bound to that
   namespace after the thread comes back, which is how the test process talks to the lab
   without `ip netns exec`;
-* `popen(name, argv)` starts a program inside a namespace.
+* `popen(name, argv)` starts a program inside a namespace (`core.runner.run(argv,
+  netns=name)` runs one to completion and captures its output).
 
 Only the calling thread ever changes namespace, and always comes back: the root namespace
 of the host is never touched.
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from labfixtures.errors import LabError
 
@@ -182,7 +184,7 @@ def _enter_in_child(ns_path: str) -> None:
     os.close(fd)
 
 
-def popen(name: str | None, argv: list[str], **kwargs) -> subprocess.Popen:
+def popen(name: str | None, argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """Start ARGV inside namespace NAME (or where we are, if NAME is None)."""
     if name is not None:
         ns_path = str(path(name))
@@ -192,22 +194,3 @@ def popen(name: str | None, argv: list[str], **kwargs) -> subprocess.Popen:
         kwargs["preexec_fn"] = lambda: _enter_in_child(ns_path)
     return subprocess.Popen(argv, **kwargs)
 
-
-def run(name: str | None, argv: list[str], *, check: bool = True, timeout: float = 60,
-        input: str | None = None, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
-    """Run ARGV inside namespace NAME and capture its output as text."""
-    from labfixtures.errors import CommandError
-
-    with popen(name, argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p:
-        try:
-            out, err = p.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-            raise CommandError(argv, -9, f"timed out after {timeout}s; {err}") from None
-    cp = subprocess.CompletedProcess(argv, p.returncode, out, err)
-    if check and p.returncode != 0:
-        raise CommandError(argv, p.returncode, err or out)
-    return cp

@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labfixtures.core import netns, procs
+from labfixtures.core import netns, procs, runner
+from labfixtures.core.addressing import ssh_forward_port
 from labfixtures.errors import LabError
 from labfixtures.guestimages import GuestImage
 from labfixtures.lab.labhost import LabHost, Ledger
@@ -307,7 +308,7 @@ class Lab:
 
         if nics is None:
             if user and ssh_port is None:
-                ssh_port = 2200 + (tap or 0)
+                ssh_port = ssh_forward_port(tap or 0)
             nics = [VmNic(tap=tap, user=user, addresses=tuple(addresses), gateway=gateway,
                           dhcp=dhcp, ssh_port=ssh_port)]
         for nic in nics:
@@ -346,9 +347,9 @@ class Lab:
         """True if a TCP connection to ADDRESS:PORT opens from the lab host."""
         return probes.tcp_connect(self.ns, address, port, timeout=timeout)
 
-    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: list[str], **kw) -> runner.CommandResult:
         """Run a command in the lab host namespace (like `ip netns exec LAB ...`)."""
-        return netns.run(self.ns, argv, **kw)
+        return runner.run(argv, netns=self.ns, **kw)
 
     def status(self) -> str:
         """A readable summary: interfaces, addresses and switches."""
@@ -444,8 +445,8 @@ class VethHost:
     def tcp(self, address: str, port: int, timeout: float = 2.0) -> bool:
         return probes.tcp_connect(self.ns, address, port, timeout=timeout)
 
-    def run(self, argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
-        return netns.run(self.ns, argv, **kw)
+    def run(self, argv: list[str], **kw) -> runner.CommandResult:
+        return runner.run(argv, netns=self.ns, **kw)
 
     def popen(self, argv: list[str], **kw) -> subprocess.Popen:
         """Start a program on this host; it is stopped when the host goes away."""

@@ -37,40 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labfixtures.errors import LabError
+from labfixtures.errors import LabError, LabFileError  # LabFileError: re-exported
 from labfixtures.qemu.spec import PROFILES
 
 if TYPE_CHECKING:
     from labfixtures.lab.lab import Lab
-
-
-class LabFileError(LabError):
-    """A mistake in a lab file: where it is (file and key) and how to fix it.
-
-    `mistakes` holds every mistake found in the file (this one first), so that a user
-    fixes them all in one go instead of one per run.
-    """
-
-    def __init__(self, source: str, key: str, problem: str, fix: str) -> None:
-        self.source = source
-        self.key = key
-        self.fix = fix
-        self.mistakes: list[LabFileError] = [self]
-        super().__init__(f"{source}: {key}: {problem}", fix)
-
-    @classmethod
-    def several(cls, mistakes: list[LabFileError]) -> LabFileError:
-        """One error reporting MISTAKES (at least one), each with its key and fix."""
-        if len(mistakes) == 1:
-            return mistakes[0]
-        first = mistakes[0]
-        lines = [f"{m.key}: {m.problem.split(': ', 2)[-1]} -- {m.fix}" for m in mistakes]
-        err = cls(first.source, first.key, first.problem.split(": ", 2)[-1], first.fix)
-        err.mistakes = list(mistakes)
-        LabError.__init__(err, f"{first.source}: {len(mistakes)} mistakes:\n  "
-                          + "\n  ".join(lines),
-                          "fix each line above (file, key, then the fix)")
-        return err
 
 
 @dataclass(frozen=True)

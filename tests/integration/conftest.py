@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from labfixtures.core import netns, procs
+from labfixtures.core import netns, procs, runner
 
 _ids = itertools.count()
 
@@ -18,7 +18,7 @@ def _bare_ns() -> Iterator[str]:
     name = f"{os.environ.get('LF_TEST_NS_PREFIX', 'lf-t')}-{os.getpid()}-{next(_ids)}"
     netns.create(name)
     try:
-        netns.run(name, ["ip", "link", "set", "lo", "up"])
+        runner.run(["ip", "link", "set", "lo", "up"], netns=name)
         yield name
     finally:
         procs.terminate(netns.pids(name), grace=0.5)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from labfixtures import guestimages
-from labfixtures.core import netns
+from labfixtures.core import netns, runner
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -42,7 +42,7 @@ def student_vm(tmp_path):
     image = guestimages.get("tiny")
     ns = f"lf-attach-{os.getpid()}"
     netns.create(ns)
-    netns.run(ns, ["ip", "link", "set", "lo", "up"])
+    runner.run(["ip", "link", "set", "lo", "up"], netns=ns)
     argv = [shutil.which("qemu-system-x86_64"), "-machine", "pc", "-cpu", "max", "-m", "256",
             "-display", "none", "-serial", f"file:{tmp_path}/serial.log", "-no-reboot",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),

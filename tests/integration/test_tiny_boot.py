@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from labfixtures import guestimages
-from labfixtures.core import netns
+from labfixtures.core import netns, runner
 from labfixtures.core.addressing import eui64_link_local
 from labfixtures.errors import LabError
 from labfixtures.guests.ssh import GuestSSH
@@ -101,7 +101,7 @@ def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, private_ns, tmp_path, profil
 def test_static_guest_configuration(tiny, private_ns, make_tap, tmp_path):
     """The guide's Table 1 plan, given on the kernel command line."""
     make_tap("tap3")
-    netns.run(private_ns, ["ip", "addr", "add", "203.0.113.129/26", "dev", "tap3"])
+    runner.run(["ip", "addr", "add", "203.0.113.129/26", "dev", "tap3"], netns=private_ns)
     cfg = guestimages.GuestConfig(
         hostname="vm3",
         interfaces=[guestimages.InterfaceConfig("eth0", addresses=("203.0.113.130/26",))],
