@@ -5,7 +5,7 @@
 
 "SSH ready" = from just before QEMU is started to the first `true` run over SSH
 (key exchange and authentication included). The serial marker time is shown too.
-Timings are reported, never asserted (DESIGN §4).
+Timings are reported, never asserted (docs/host-facts.md).
 
 --peer also boots the same kernel (the tiny image's `vmlinux`) with virtme-ng to a command,
 N times: `vng --run VMLINUX --force-9p --exec 'echo MARKER'` (+ `--disable-kvm` under TCG),
@@ -44,7 +44,7 @@ TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
 ROOT = Path(__file__).resolve().parents[1]
 VNG = ROOT / ".venv-bench" / "bin" / "vng"
 PEER_MARKER = "labfixtures-peer: command ran"
-# host state the peer must leave alone (DESIGN: the lab lives in namespaces)
+# host state the peer must leave alone (the lab lives in namespaces)
 WATCHED_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
                    "net/ipv4/conf/all/rp_filter")
 
@@ -94,7 +94,7 @@ def peer_command(img: guestimages.GuestImage, tcg: bool, extra: str) -> list[str
     cmd = [str(VNG), "--run", str(img.kernel), "--force-9p",
            "--exec", f"echo '{PEER_MARKER}'"]
     if tcg:
-        # /dev/kvm exists here but KVM does not work (DESIGN §2): vng would pick it
+        # /dev/kvm exists here but KVM does not work (docs/host-facts.md): vng would pick it
         # and the guest dies with "KVM internal error"
         cmd.append("--disable-kvm")
     return cmd + shlex.split(extra)

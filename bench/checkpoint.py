@@ -13,7 +13,7 @@
    `--suite-arg ARG` (repeatable) adds ARG to those pytest runs, e.g.
    `--suite-arg=--ignore=scenarios/test_a4_iso_install.py` to leave a module out.
 
-Medians (and min/max) are printed; nothing is asserted (DESIGN §4).
+Medians (and min/max) are printed; nothing is asserted (docs/host-facts.md).
 """
 
 from __future__ import annotations

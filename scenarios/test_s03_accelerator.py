@@ -10,7 +10,7 @@ The guide's rule:
     outils QEMU. »
 
 A teacher checks that the lab applied that rule and said so: the accelerator labfixtures
-chose follows the CPU flags (with KVM, only if it also really works: DESIGN §2), the test
+chose follows the CPU flags (with KVM, only if it also really works: docs/host-facts.md), the test
 report says which one was used and why, and a running VM agrees (QEMU's own `query-kvm`).
 """
 
@@ -55,7 +55,7 @@ def test_the_accelerator_follows_the_guide_rule():
     else:
         assert all(line.startswith("flags") for line in lines), (
             f"the guide expects lines starting with `flags`, got: {lines[:2]}")
-        # KVM is usable *if* it also works here: a TCG choice must say why (DESIGN §2)
+        # KVM is usable *if* it also works here: a TCG choice must say why (docs/host-facts.md)
         assert info.name == "kvm" or "probe" in info.reason or "/dev/kvm" in info.reason, (
             f"the CPU has vmx/svm but labfixtures chose TCG without a reason: {info.reason!r}")
 

@@ -114,7 +114,7 @@ def test_a_tap_already_in_use_is_refused(vm0, lab):
 
 
 def test_a_multi_queue_tap_needs_queues_on_the_netdev(lab):
-    """Without `queues=N`, QEMU cannot attach to a multi_queue tap (DESIGN §2)."""
+    """Without `queues=N`, QEMU cannot attach to a multi_queue tap (docs/host-facts.md)."""
     lab.tap(1, group="kvm", multi_queue=True)
     with pytest.raises(LabError, match="Invalid argument"):
         lab.vm("vm1", nics=[VmNic(tap=1, queues=1)], profile="pc")

@@ -85,7 +85,7 @@ def test_ipv6_link_local_works_on_vlan_2(table1):
 
 
 def test_tcp_crosses_the_switch(table1):
-    """Ping works even when checksums are broken; TCP proves they are not (DESIGN §2)."""
+    """Ping works even when checksums are broken; TCP proves they are not (docs/host-facts.md)."""
     lab, _, vm, _ = table1
     server = vm.tcp_server(22, "203.0.113.130")
     from labfixtures.net import probes

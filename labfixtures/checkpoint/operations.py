@@ -7,7 +7,7 @@ in the same lab or in a freshly built one; bundles to carry them to another mach
     checkpoint.restore_into(other_lab, "vm0", "step1")   # a fresh lab (its taps exist)
     store.export("vm0", "step1", "step1.tar"); store.import_bundle("step1.tar")
 
-How a state is kept (decided here, see DESIGN §2 "Checkpoint"):
+How a state is kept (decided here, see docs/host-facts.md, "Checkpoints"):
 
 * The memory state (QEMU's vmstate) always goes into a qcow2 of its own, `state.qcow2`,
   hot-added to the running QEMU (`blockdev-add`) for the save and removed after it, with

@@ -278,7 +278,7 @@ class DebianRecipe:
             shutil.copy2(tree / "boot" / f"initrd.img-{release}", out / "initrd-debian.img")
             self.build_fast_initrd(tree, initrd)
             # The uncompressed kernel boots through its PVH entry: no inflating of vmlinuz,
-            # seconds saved under TCG (DESIGN §2).
+            # seconds saved under TCG (docs/host-facts.md).
             kernel = out / "vmlinux"
             extract_vmlinux(vmlinuz, kernel)
             final_disk = out / "disk.qcow2"

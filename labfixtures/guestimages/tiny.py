@@ -1,6 +1,6 @@
 """The `tiny` guest: Debian's kernel + a busybox/dropbear initramfs, SSH-ready in ~2 s.
 
-Why these choices (DESIGN §2, measured under TCG):
+Why these choices (docs/host-facts.md, measured under TCG):
 
 * the kernel is Debian's own (`linux-image-amd64`'s dependency, fetched with
   `apt-get download`), never the host's /boot: the image must not change when the host
@@ -46,7 +46,7 @@ KERNEL_META = "linux-image-amd64"
 HOST_PACKAGES = ["busybox-static", "dropbear-bin", "iproute2", "libc6"]
 MARKER = "labfixtures: ready"
 
-#: DESIGN §2 order, plus the transports and devices the profiles use. Missing optional
+#: the load order of docs/host-facts.md, plus the transports and devices the profiles use. Missing optional
 #: modules are skipped; dependencies found in each module's .modinfo are added first.
 MODULES = [
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",

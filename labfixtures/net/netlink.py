@@ -5,7 +5,7 @@ so every call below acts on that namespace and never on the host's. What rtnetli
 do is done with the same ioctls as the tools: TAP creation (`ip tuntap`, TUNSETIFF on
 /dev/net/tun, with the thread inside the namespace) and turning TX checksum offload off
 (`ethtool -K DEV tx off`, SIOCETHTOOL), which the OVS userspace datapath needs for TCP
-(DESIGN §2, the checksum pitfall).
+(docs/host-facts.md, the checksum pitfall).
 
 Reads come back as small dataclasses so that assertions can print them to a student.
 """

@@ -1,7 +1,7 @@
 """KVM or TCG, decided on evidence; and the host facts the tuned command line needs.
 
 Why not just `/dev/kvm`: on these machines it exists, the CPU has no vmx/svm flag, and
-`qemu -accel kvm` hangs after "Booting from ROM" (DESIGN §2). So KVM is used only if the
+`qemu -accel kvm` hangs after "Booting from ROM" (docs/host-facts.md). So KVM is used only if the
 flags are there, /dev/kvm opens, *and* a probe runs a vCPU: a 64 KiB firmware whose reset
 vector writes to QEMU's isa-debug-exit port, so QEMU exits with status 3 within
 milliseconds if the vCPU really ran, and is killed after a timeout if it did not.

@@ -1,6 +1,6 @@
 """MachineSpec -> QEMU argv. Pure: no file, process or clock is touched here.
 
-Profiles (DESIGN §2 measured boot times under TCG, tiny guest, to SSH ready):
+Profiles (docs/host-facts.md: measured boot times under TCG, tiny guest, to SSH ready):
 
 * `fast`: `microvm,x-option-roms=off`, `vmlinux` through its PVH entry, virtio-mmio
   devices, `-cpu max` (RDRAND: the SSH server no longer waits for entropy) and the tuned
@@ -23,7 +23,7 @@ from labfixtures.qemu.spec import MachineSpec, NicSpec
 
 QEMU = "qemu-system-x86_64"
 
-#: DESIGN §2: what took the tiny guest from 2.5 s to 2.3 s under TCG (tsc_early_khz also
+#: docs/host-facts.md: what took the tiny guest from 2.5 s to 2.3 s under TCG (tsc_early_khz also
 #: stops microvm from hanging now and then). Added before the image's own words.
 #: Then, from guest profiles (RIP sampled through QMP while the kernel boots):
 #: `noreplace-smp`: with one vCPU the kernel otherwise rewrites its ~9000 `lock` prefixes

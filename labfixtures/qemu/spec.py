@@ -39,7 +39,7 @@ class NicSpec:
     `number` is the guide's tap number: it names the tap (`tapN`), makes the MAC
     (`b8:ad:ca:fe:HH:LL`) and, in user mode, the SSH forward port 2200+N.
     `csum_off` turns off checksum offload between guest and tap: required when the tap sits
-    on an OVS *userspace* datapath, which never fills in the partial checksums (DESIGN §2).
+    on an OVS *userspace* datapath, which never fills in the partial checksums (docs/host-facts.md).
     """
 
     kind: Literal["tap", "user"] = "tap"
@@ -109,7 +109,7 @@ class MachineSpec:
     number: int | None = None  # the guide's N for SPICE 5900+N and telnet 2300+N
     cdrom: Path | None = None
     boot_once_cdrom: bool = False
-    tuned: bool = True  # the TCG boot-speed kernel parameters of DESIGN §2
+    tuned: bool = True  # the TCG boot-speed kernel parameters of docs/host-facts.md
     tsc_khz: int | None = None  # host TSC for tsc_early_khz (see accel.host_tsc_khz)
     rng: bool = True
     extra_args: list[str] = field(default_factory=list)

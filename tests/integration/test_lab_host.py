@@ -139,7 +139,7 @@ def test_same_host_name_in_consecutive_scopes(lab_host):
 
 
 def test_tcp_between_veth_hosts_through_the_switch(lab, switch):
-    """TCP needs TX checksum offload off on the userspace datapath (DESIGN §2)."""
+    """TCP needs TX checksum offload off on the userspace datapath (docs/host-facts.md)."""
     a = lab.veth_host("ha", switch, tag=2, addresses=["192.0.2.1/24"])
     b = lab.veth_host("hb", switch, tag=2, addresses=["192.0.2.2/24"])
     server = b.tcp_server(5001, "192.0.2.2", send=200000)

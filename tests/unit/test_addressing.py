@@ -32,7 +32,7 @@ def test_mac_from_tap_out_of_range(n):
 
 
 def test_eui64_as_measured_in_a_guest():
-    # DESIGN §2: b8:ad:ca:fe:00:02 gives fe80::baad:caff:fefe:2
+    # docs/host-facts.md: b8:ad:ca:fe:00:02 gives fe80::baad:caff:fefe:2
     assert eui64_link_local("b8:ad:ca:fe:00:02") == "fe80::baad:caff:fefe:2"
     assert eui64_link_local("B8:AD:CA:FE:01:0A") == "fe80::baad:caff:fefe:10a"
     # the U/L bit is flipped both ways
