@@ -20,130 +20,31 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from labfixtures.core import netns, procs
+from labfixtures.core.ledger import Ledger
+from labfixtures.core.naming import (
+    PREFIX,
+    PYTEST_LABID,
+    RUN_BASE,
+    check_labid,
+    default_labid,
+    run_id,
+    worker_id,
+)
 from labfixtures.errors import LabError
+from labfixtures.net.netlink import Netlink
 
-RUN_BASE = Path(os.environ.get("LABFIXTURES_RUNDIR", "/run/labfixtures"))
-PREFIX = "lf-"
-# Names made by pytest runs: lf-<run id>-<worker>; anything else needs a record to be reaped.
-_PYTEST_LABID = re.compile(r"^(lf-[0-9a-f]{6}-(?:m|w\d+)(?:\.\d+)?)(?:-|$)")
-
-
-# -- naming ---------------------------------------------------------------------------------
-
-def run_id() -> str:
-    """Six hex digits shared by every worker of one pytest run (xdist gives us a run uid)."""
-    rid = os.environ.get("LABFIXTURES_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if rid:
-        rid = re.sub(r"[^0-9a-f]", "", rid.lower())[:6]
-    if not rid or len(rid) < 6:
-        rid = secrets.token_hex(3)
-        os.environ["LABFIXTURES_RUN_ID"] = rid
-    return rid
-
-
-def worker_id() -> str:
-    """`w3` for xdist worker gw3, `m` for a run without workers."""
-    w = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return "w" + w[2:] if w.startswith("gw") else "m"
-
-
-def default_labid(run_base: Path | None = None) -> str:
-    """lf-<run>-<worker>; a second lab of the same worker gets `.2`, `.3`... (not `-N`,
-    which would read as a veth host's namespace of the first lab)."""
-    base = f"{PREFIX}{run_id()}-{worker_id()}"
-    root = run_base or RUN_BASE
-    labid, n = base, 1
-    while (root / labid).exists() or netns.exists(labid):
-        n += 1
-        labid = f"{base}.{n}"
-    return labid
-
-
-def check_labid(labid: str) -> None:
-    if not re.fullmatch(r"lf-[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", labid):
-        raise LabError(
-            f"lab name {labid!r} is not valid",
-            "use letters, digits, '-', '_' or '.', up to 40 characters (labfixtures adds "
-            "the 'lf-' prefix)",
-        )
-
-
-# -- the ledger ------------------------------------------------------------------------------
-
-@dataclass
-class _Entry:
-    what: str
-    undo: Callable[[], object]
-
-
-class Ledger:
-    """Creations and their undo functions, undone last-in first-out."""
-
-    def __init__(self, name: str = "lab") -> None:
-        self.name = name
-        self._entries: list[_Entry] = []
-        self._closed = False
-
-    def push(self, what: str, undo: Callable[[], object]) -> None:
-        if self._closed:
-            raise LabError(f"{self.name} is already torn down", "create a new lab")
-        self._entries.append(_Entry(what, undo))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def entries(self) -> list[str]:
-        return [e.what for e in self._entries]
-
-    def close(self) -> None:
-        """Undo everything, even if some steps fail; then raise one error naming them."""
-        self._closed = True
-        failures: list[str] = []
-        with _sigint_deferred():
-            while self._entries:
-                entry = self._entries.pop()
-                try:
-                    entry.undo()
-                except Exception as e:  # noqa: BLE001 - every step must get its chance
-                    failures.append(f"{entry.what}: {e}")
-        if failures:
-            raise LabError(
-                f"teardown of {self.name} left errors:\n  " + "\n  ".join(failures),
-                "run `labctl clean` to remove what is left",
-            )
-
-
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until teardown finishes, so a second Ctrl-C cannot leave half a lab."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[tuple[int, object]] = []
-    try:
-        old = signal.signal(signal.SIGINT, lambda s, f: pending.append((s, f)))
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if pending:
-            raise KeyboardInterrupt
+# the names tests and older callers import from here (their home is core/)
+__all__ = ["PREFIX", "RUN_BASE", "LabHost", "Ledger", "Record", "check_labid",
+           "default_labid", "destroy_lab", "lab_namespaces", "reap", "records", "run_id",
+           "worker_id"]
+_PYTEST_LABID = PYTEST_LABID
 
 
 # -- records and the reaper ------------------------------------------------------------------
@@ -156,7 +57,7 @@ class Record:
     created: float
     persistent: bool = False
     source: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def owner_alive(self) -> bool:
         st = procs.start_time(self.pid)
@@ -290,8 +191,6 @@ class LabHost:
         try:
             netns.create(self.ns)
             self.ledger.push(f"network namespace {self.ns}", lambda: self._delete_ns())
-            from labfixtures.net.netlink import Netlink
-
             with Netlink(self.ns) as nl:
                 nl.set_up("lo")
         except BaseException:
