@@ -14,7 +14,8 @@ caller or a test decides on those fields, never on the wording of the message::
                                 an error, or the connection broke)
       BootError                 machine, marker, exitcode (the guest never said it was ready)
       ImageError                image (a guest image missing, unbuilt or unusable)
-      CheckpointError           checkpoint (a checkpoint missing, damaged or mismatched)
+      CheckpointError           checkpoint, reason, vm, tag, path (a checkpoint missing,
+                                damaged or mismatched; a bundle refused)
       LabFileError              source, key, fix, mistakes (a mistake in a lab file)
 """
 
@@ -148,10 +149,23 @@ class ImageError(LabError):
 
 
 class CheckpointError(LabError):
-    """A checkpoint is missing, damaged, or does not fit the VM it is restored into."""
+    """A checkpoint is missing, damaged, or does not fit the VM it is restored into.
 
-    def __init__(self, problem: str, remedy: str = "", checkpoint: str | None = None) -> None:
-        self.checkpoint = checkpoint
+    `checkpoint` is `VM@TAG` when known (`vm`, `tag` apart), `path` the bundle or store,
+    and `reason` says what is wrong, for code to test: "missing", "exists", "corrupt",
+    "truncated", "invalid" (not a checkpoint, or an unreadable manifest), "unsafe" (a bundle
+    member outside its folder, a link, a device), "too-large", "mismatch" (another base
+    image or machine), "not-running".
+    """
+
+    def __init__(self, problem: str, remedy: str = "", checkpoint: str | None = None, *,
+                 reason: str = "", vm: str | None = None, tag: str | None = None,
+                 path: str | None = None) -> None:
+        self.checkpoint = checkpoint or (f"{vm}@{tag}" if vm and tag else None)
+        self.reason = reason
+        self.vm = vm
+        self.tag = tag
+        self.path = path
         super().__init__(problem, remedy)
 
 
