@@ -17,7 +17,7 @@ from typing import Any
 
 from labfixtures.errors import LabError
 from labfixtures.guests.ssh import GuestSSH, Result
-from labfixtures.lab.vm import Guest
+from labfixtures.guests.guest import Guest
 
 _TARGET = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9_.-]+)@)?"

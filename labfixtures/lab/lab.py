@@ -17,28 +17,33 @@ daemons (the costly part) stay for the next test of the same worker.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from labfixtures.core import netns, procs, runner
+from labfixtures.core import netns, runner
 from labfixtures.core.addressing import ssh_forward_port
+from labfixtures.core.ledger import Ledger
 from labfixtures.errors import LabError
 from labfixtures.guestimages import GuestImage
-from labfixtures.lab.labhost import LabHost, Ledger
-from labfixtures.lab.vm import VM, VmNic
-from labfixtures.net import probes, rtnl
+from labfixtures.lab import args
+from labfixtures.lab.labhost import LabHost
+from labfixtures.lab.switch import Switch
+from labfixtures.lab.veth import HostSpec, VethHost, link_hosts, no_dad, remove_hosts
+from labfixtures.lab.vm import VM, VmNic, VmOptions
+from labfixtures.lab.vmhost import KNOWN_HOSTS, tap_name, tap_scope
+from labfixtures.net import probes
 from labfixtures.net.netlink import Address, Neighbour, Netlink, Route, check_ifname
-from labfixtures.net.ovs import OvsServer, PortMode, PortSpec, parse_port_mode
+from labfixtures.net.ovs import OvsServer, resolve_datapath
+
+# the names callers import from here (their home: switch.py, veth.py, vm.py)
+__all__ = ["MAX_TAP", "HostSpec", "Lab", "Switch", "VethHost", "VM", "VmNic"]
 
 MAX_TAP = 65535  # the MAC b8:ad:ca:fe:HH:LL holds the tap number on two bytes
-HOST_IFINDEX = 2  # eth0 of a veth host: the first index after lo in its fresh namespace
 
 
 @dataclass
@@ -69,15 +74,13 @@ class Lab:
              run_base: Path | None = None, persistent: bool = False, source: str = "",
              start_ovs: bool = True, keep_overlays: Path | None = None) -> Lab:
         """Create the lab host (namespace, run directory) and, by default, its OVS."""
-        from labfixtures.net.ovs import resolve_datapath
-
         dp = resolve_datapath(datapath)  # validate before creating anything
         host = LabHost(labid, run_base=run_base, persistent=persistent, source=source)
         host.open()
         try:
             nl = Netlink(host.ns)
             host.ledger.push("netlink socket", nl.close)
-            _no_dad(host.ns, arp_ignore=True)
+            no_dad(host.ns, arp_ignore=True)
             lab = cls(_Shared(host, dp, nl, keep_overlays=keep_overlays), host.ledger)
             if start_ovs:
                 lab.ovs  # noqa: B018 - start it now, not in the middle of a test
@@ -166,6 +169,7 @@ class Lab:
 
     def switch(self, name: str) -> Switch:
         """An Open vSwitch bridge (the guide's `ovs-vsctl add-br sw0`), up."""
+        args.name(name, "name", "switch")
         if name in self._s.switches:
             raise LabError(f"switch {name!r} already exists in lab {self.labid}",
                            "give each switch its own name")
@@ -190,8 +194,12 @@ class Lab:
                                f"use a number from 0 to {MAX_TAP} (the MAC holds it on two "
                                "bytes)")
             name = f"tap{number_or_name}"
+        elif isinstance(number_or_name, str) and number_or_name:
+            name = number_or_name
         else:
-            name = str(number_or_name)
+            raise TypeError(f"lab.tap() takes a tap number (lab.tap(2) makes tap2) or an "
+                            f"interface name, not {type(number_or_name).__name__} "
+                            f"{number_or_name!r}")
         if self.nl.exists(name):
             raise LabError(f"{name} already exists in lab {self.labid}",
                            "pick another tap number: each VM needs its own tap")
@@ -212,23 +220,53 @@ class Lab:
         if log_martians:
             self.sysctl("net.ipv4.conf.all.log_martians", 1)
 
-    def veth_host(self, name: str, switch: Switch | None = None, *, tag: int | None = None,
-                  trunks: Sequence[int] = (), native: int | None = None,
-                  addresses: Sequence[str] = (), gateway: str | None = None,
-                  mac: str | None = None) -> VethHost:
-        """A simple host: its own namespace, `eth0` linked by a veth pair to the lab host
-        (and to SWITCH on a port named NAME, access VLAN TAG or trunk)."""
-        spec = HostSpec(name, tag=tag, trunks=tuple(trunks), native=native,
-                        addresses=tuple(addresses), gateway=gateway, mac=mac)
-        return self.veth_hosts([spec], switch)[0]
+    def _switch_arg(self, switch: Switch | str | None, arg: str = "switch"
+                    ) -> Switch | None:
+        """A Switch, or the name of one of this lab's switches."""
+        if switch is None or isinstance(switch, Switch):
+            return switch
+        if isinstance(switch, str):
+            found = self._s.switches.get(switch)
+            if found is None:
+                known = ", ".join(sorted(self._s.switches)) or "none yet"
+                raise LabError(f"{arg}: lab {self.labid} has no switch named {switch!r} "
+                               f"(its switches: {known})",
+                               f"create it first: sw = lab.switch({switch!r}), then pass "
+                               f"sw (or its name)")
+            return found
+        raise TypeError(f"{arg} must be a Switch (from lab.switch(...)) or a switch name, "
+                        f"not {type(switch).__name__} {switch!r}")
 
-    def veth_hosts(self, specs: Iterable[HostSpec], switch: Switch | None = None
+    def veth_host(self, name: str, switch: Switch | str | None = None, *,
+                  tag: int | None = None, trunks: Sequence[int] = (),
+                  native: int | None = None, addresses: Sequence[str] = (),
+                  gateway: str | None = None, mac: str | None = None) -> VethHost:
+        """A simple host: its own namespace, `eth0` linked by a veth pair to the lab host
+        (and to SWITCH, a Switch or a switch's name, on a port named NAME, access VLAN TAG
+        or trunk)."""
+        sw = self._switch_arg(switch)
+        spec = HostSpec(args.name(name, "name", "host"), tag=tag,
+                        trunks=args.vlans(trunks, "trunks"), native=native,
+                        addresses=args.interfaces(addresses, "addresses"),
+                        gateway=gateway, mac=mac)
+        return self.veth_hosts([spec], sw)[0]
+
+    def veth_hosts(self, specs: Iterable[HostSpec], switch: Switch | str | None = None
                    ) -> list[VethHost]:
         """Many hosts at once: one netlink batch in the lab namespace creates every veth
         pair (peer already in its host's namespace, both ends up), one batch per host sets
         its addresses and route, and one ovs-vsctl transaction adds every switch port (one
         more removes them)."""
+        sw = self._switch_arg(switch)
+        if isinstance(specs, HostSpec | str):
+            raise TypeError("veth_hosts() takes a list of HostSpec: "
+                            "lab.veth_hosts([HostSpec('h1', ...), ...])")
         specs = list(specs)
+        for i, spec in enumerate(specs):
+            if not isinstance(spec, HostSpec):
+                raise TypeError(f"specs[{i}] must be a HostSpec, not "
+                                f"{type(spec).__name__} {spec!r}: "
+                                "HostSpec('h1', tag=2, addresses=['198.51.100.20/25'])")
         names = [s.name for s in specs]
         for spec in specs:
             check_ifname(spec.name)
@@ -241,46 +279,22 @@ class Lab:
                 self._wait_gone(spec.name)
                 ns = self.host.child_ns(spec.name)
                 netns.create(ns)
-                _no_dad(ns)
+                no_dad(ns)
                 host = VethHost(self, spec, ns)
                 made.append(host)
                 self._s.hosts[spec.name] = host
-            self._link_hosts(made)
-            if switch is not None and specs:
+            link_hosts(self.ns, made)
+            if sw is not None and specs:
                 tx = self.ovs.transaction()
                 for spec in specs:
-                    tx.add_port(switch.name, spec.port_spec())
+                    tx.add_port(sw.name, spec.port_spec())
                 tx.commit()
         except BaseException:
-            _remove_hosts(self, made, None)
+            remove_hosts(self, made, None)
             raise
         self.ledger.push(f"{len(made)} veth host(s)",
-                         lambda: _remove_hosts(self, made, switch))
+                         lambda: remove_hosts(self, made, sw))
         return made
-
-    def _link_hosts(self, hosts: list[VethHost]) -> None:
-        fds = [os.open(netns.path(h.ns), os.O_RDONLY) for h in hosts]
-        try:
-            with rtnl.Rtnl(self.ns) as lab_side:
-                lab_side.batch(
-                    [rtnl.veth(h.name, "eth0", peer_ns_fd=fd, peer_index=HOST_IFINDEX,
-                               peer_mac=_mac_bytes(h.spec.mac))
-                     for h, fd in zip(hosts, fds, strict=True)]
-                    + [rtnl.link_up(name=h.name) for h in hosts],
-                    "creating veth pairs")
-                for h in hosts:
-                    lab_side.tx_checksum(h.name, False)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        for h in hosts:
-            with rtnl.Rtnl(h.ns) as host_side:
-                host_side.tx_checksum("eth0", False)
-                msgs = [rtnl.link_up(1), rtnl.link_up(HOST_IFINDEX)]
-                msgs += [rtnl.address(HOST_IFINDEX, c) for c in h.spec.addresses]
-                if h.spec.gateway:
-                    msgs.append(rtnl.default_route(h.spec.gateway))
-                host_side.batch(msgs, f"configuring host {h.name}")
 
     def _wait_gone(self, ifname: str, timeout: float = 2.0) -> None:
         """A host of the same name removed just before may still have its veth end here:
@@ -304,29 +318,54 @@ class Lab:
         networking with SSH forwarded from SSH_PORT (default 2200+N). Several NICs:
         `nics=[VmNic(...), ...]`. EXTRA_ARGS go to QEMU as they are (e.g.
         `["-device", "virtio-balloon-pci"]`). Boots it unless START is False."""
-        from labfixtures.lab.vm import VmOptions, create
-
+        args.name(name, "name", "VM")
         if nics is None:
             if user and ssh_port is None:
                 ssh_port = ssh_forward_port(tap or 0)
-            nics = [VmNic(tap=tap, user=user, addresses=tuple(addresses), gateway=gateway,
-                          dhcp=dhcp, ssh_port=ssh_port)]
-        for nic in nics:
-            if not nic.user and nic.tap is not None and not self.nl.exists(f"tap{nic.tap}"):
-                raise LabError(f"VM {name}: tap{nic.tap} does not exist in lab {self.labid}",
-                               f"create it first: lab.tap({nic.tap}) (and plug it into a "
-                               "switch)")
+            nics = [VmNic(tap=tap, user=user, addresses=args.interfaces(addresses),
+                          gateway=args.address(gateway, "gateway"), dhcp=dhcp,
+                          ssh_port=ssh_port)]
+        elif isinstance(nics, VmNic):
+            raise TypeError("nics must be a list of VmNic: nics=[VmNic(tap=2, ...)]")
+        for i, nic in enumerate(nics):
+            if not isinstance(nic, VmNic):
+                raise TypeError(f"nics[{i}] must be a VmNic, not {type(nic).__name__} "
+                                f"{nic!r}: nics=[VmNic(tap=2, addresses=[...])]")
+            args.interfaces(nic.addresses, f"nics[{i}].addresses")
+            args.address(nic.gateway, f"nics[{i}].gateway")
         if name in self._s.vms:
             raise LabError(f"VM {name!r} already exists in lab {self.labid}",
                            "give each VM its own name")
+        opts = VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
+                         hostname=hostname,
+                         extra_args=list(args.str_list(extra_args, "extra_args", "-snapshot")))
+        vm = VM(self, name, list(nics), opts)
+        vm.check_taps()
         self.ledger.push(f"VM {name} record", lambda: self._s.vms.pop(name, None))
-        vm = create(self, name, list(nics),
-                    VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
-                              hostname=hostname, extra_args=list(extra_args)), start=False)
+        self.ledger.push(f"VM {name} overlay", vm.remove_overlay)
+        self.ledger.push(f"VM {name}", vm.stop)
         self._s.vms[name] = vm
         if start:
             vm.start()
         return vm
+
+    # -- what a VM needs of its lab (the VmHost protocol) ---------------------------------
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.rundir / KNOWN_HOSTS
+
+    def has_tap(self, number: int) -> bool:
+        return self.nl.exists(tap_name(number))
+
+    def tap_user(self, number: int) -> str | None:
+        for vm in self._s.vms.values():
+            if any(not n.user and n.tap == number for n in vm.nics):
+                return vm.name
+        return None
+
+    def ssh_scope(self, tap: int) -> str:
+        return tap_scope(self._s.ovs, self.nl.exists, tap)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -347,7 +386,7 @@ class Lab:
         """True if a TCP connection to ADDRESS:PORT opens from the lab host."""
         return probes.tcp_connect(self.ns, address, port, timeout=timeout)
 
-    def run(self, argv: list[str], **kw) -> runner.CommandResult:
+    def run(self, argv: list[str], **kw: Any) -> runner.CommandResult:
         """Run a command in the lab host namespace (like `ip netns exec LAB ...`)."""
         return runner.run(argv, netns=self.ns, **kw)
 
@@ -367,211 +406,3 @@ class Lab:
         if self._s.ovs is not None:
             lines.append(self._s.ovs.show().rstrip())
         return "\n".join(lines)
-
-
-def _remove_hosts(lab: Lab, hosts: list[VethHost], switch: Switch | None) -> None:
-    """Their switch ports in one transaction, then their namespaces: the veth pairs die
-    with them (the kernel does that part asynchronously, see `Lab._wait_gone`)."""
-    if switch is not None and hosts and not switch.deleted:
-        if switch.ledger is lab.ledger:
-            # the switch goes in this same teardown: one del-br takes all its ports
-            switch.delete()
-        else:
-            switch._del_ports([h.name for h in hosts])
-    for h in hosts:
-        lab._s.hosts.pop(h.name, None)
-        h.stop_processes()
-        netns.delete(h.ns)
-
-
-def _no_dad(ns: str, arp_ignore: bool = False) -> None:
-    """No IPv6 duplicate address detection on the lab's own links: a lab's addresses are
-    unique by construction, and DAD keeps a new link-local address unusable for ~1 s
-    (`ssh fe80::…%sw0-vlan2` would fail from a tentative address).
-
-    With ARP_IGNORE (the lab host): answer ARP only on the interface that holds the
-    address. On the userspace datapath the kernel also receives what a VM sends on its
-    tap (and a host on its veth end), and by default would answer "203.0.113.129 is at
-    <tap2's MAC>", racing the SVI: ARP flux, a wrong gateway MAC in the VM."""
-    with netns.entered(ns):
-        for conf in ("default", "all"):
-            with open(f"/proc/sys/net/ipv6/conf/{conf}/accept_dad", "w") as f:
-                f.write("0")
-            if arp_ignore:
-                with open(f"/proc/sys/net/ipv4/conf/{conf}/arp_ignore", "w") as f:
-                    f.write("1")
-
-
-def _mac_bytes(mac: str | None) -> bytes | None:
-    return bytes.fromhex(mac.replace(":", "")) if mac else None
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    name: str
-    tag: int | None = None
-    trunks: tuple[int, ...] = ()
-    native: int | None = None
-    addresses: tuple[str, ...] = ()
-    gateway: str | None = None
-    mac: str | None = None
-
-    def port_spec(self) -> PortSpec:
-        return PortSpec(self.name, tag=self.tag, trunks=self.trunks, native=self.native)
-
-
-class VethHost:
-    """A namespace with one interface, `eth0`, standing in for a machine."""
-
-    def __init__(self, lab: Lab, spec: HostSpec, ns: str) -> None:
-        self.lab = lab
-        self.spec = spec
-        self.name = spec.name
-        self.ns = ns
-        self.port = spec.name  # its veth end in the lab namespace, and its switch port
-        self._procs: list[subprocess.Popen] = []
-
-    def __repr__(self) -> str:
-        return f"VethHost({self.name!r}, ns={self.ns!r})"
-
-    def netlink(self) -> Netlink:
-        return Netlink(self.ns)
-
-    def ping(self, address: str, timeout: float = 2.0) -> bool:
-        """True if ADDRESS answers an ICMP echo from this host within TIMEOUT."""
-        return probes.ping(self.ns, address, timeout=timeout,
-                           count=max(1, int(timeout * 5))) is not None
-
-    def tcp(self, address: str, port: int, timeout: float = 2.0) -> bool:
-        return probes.tcp_connect(self.ns, address, port, timeout=timeout)
-
-    def run(self, argv: list[str], **kw) -> runner.CommandResult:
-        return runner.run(argv, netns=self.ns, **kw)
-
-    def popen(self, argv: list[str], **kw) -> subprocess.Popen:
-        """Start a program on this host; it is stopped when the host goes away."""
-        proc = netns.popen(self.ns, argv, **kw)
-        self._procs.append(proc)
-        return proc
-
-    def tcp_server(self, port: int, address: str = "0.0.0.0", send: int = 0
-                   ) -> subprocess.Popen:
-        """A one-shot TCP server on this host: accepts one connection, sends SEND bytes,
-        closes. Returned once it listens, so a client may connect at once."""
-        code = ("import socket,sys;s=socket.socket();"
-                "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
-                f"s.bind(({address!r},{port}));s.listen();print('up',flush=True);"
-                f"c,_=s.accept();c.sendall(b'x'*{send});c.close()")
-        proc = self.popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "up":
-            proc.wait(timeout=5)
-            raise LabError(f"the TCP server on {self.name} did not start (port {port})",
-                           "is the port or address already in use on this host?")
-        return proc
-
-    def stop_processes(self) -> None:
-        running = [p for p in self._procs if p.poll() is None]
-        procs.terminate([p.pid for p in running], grace=1.0)
-        for p in running:
-            p.wait()
-        self._procs.clear()
-
-    @property
-    def mac(self) -> str:
-        with self.netlink() as nl:
-            return nl.link("eth0").mac
-
-    def addresses(self, family: int = 0) -> list[Address]:
-        with self.netlink() as nl:
-            return nl.addresses("eth0", family)
-
-    def routes(self, family: int = socket.AF_INET) -> list[Route]:
-        with self.netlink() as nl:
-            return nl.routes(family)
-
-    def neighbours(self, family: int = 0) -> list[Neighbour]:
-        with self.netlink() as nl:
-            return nl.neighbours("eth0", family)
-
-    def link_local(self) -> str | None:
-        """The fe80:: address of eth0 once it exists (DAD done), else None."""
-        for a in self.addresses(socket.AF_INET6):
-            if a.scope == "link":
-                return a.address
-        return None
-
-
-class Switch:
-    """An Open vSwitch bridge of the lab."""
-
-    def __init__(self, lab: Lab, name: str, ledger: Ledger) -> None:
-        self.lab = lab
-        self.name = name
-        self.ledger = ledger  # the scope that created it, and will delete it
-        self.deleted = False
-
-    def delete(self) -> None:
-        """`ovs-vsctl del-br`: the bridge and all its ports, in one transaction."""
-        if self.deleted:
-            return
-        self.deleted = True
-        self.lab._s.switches.pop(self.name, None)
-        if self.lab._s.ovs is not None:
-            self.lab._s.ovs.vsctl("--if-exists", "del-br", self.name)
-
-    def __repr__(self) -> str:
-        return f"Switch({self.name!r})"
-
-    def add_port(self, name: str, *, tag: int | None = None, trunks: Sequence[int] = (),
-                 native: int | None = None, internal: bool = False) -> str:
-        """`ovs-vsctl add-port SW NAME [tag=T | trunks=...]` for an existing interface
-        (a tap, a veth end) or, with INTERNAL, a new internal port."""
-        self.add_ports([PortSpec(name, tag=tag, trunks=tuple(trunks), native=native,
-                                 internal=internal)])
-        return name
-
-    def add_ports(self, specs: Sequence[PortSpec]) -> None:
-        """Several ports in one transaction; removed in one transaction at teardown."""
-        for s in specs:
-            if not s.internal and not self.lab.nl.exists(s.name):
-                raise LabError(f"cannot add port {s.name!r} to {self.name}: no such interface "
-                               f"in lab {self.lab.labid}",
-                               "create it first (lab.tap(N), a veth host), or add it as "
-                               "an internal port")
-        tx = self.lab.ovs.transaction()
-        for s in specs:
-            tx.add_port(self.name, s)
-        tx.commit()
-        names = [s.name for s in specs]
-        self.lab.ledger.push(f"ports {', '.join(names)} on {self.name}",
-                             lambda: self._del_ports(names))
-        for s in specs:
-            if s.internal:
-                self.lab.nl.set_up(s.name)
-
-    def _del_ports(self, names: list[str]) -> None:
-        if self.deleted:
-            return
-        tx = self.lab.ovs.transaction()
-        for n in names:
-            tx.add("--if-exists", "del-port", self.name, n)
-        tx.commit()
-
-    def svi(self, vlan: int, *addresses: str, name: str | None = None) -> str:
-        """The guide's SVI: internal port `SW-vlanV` with tag V, addresses, up."""
-        port = name or f"{self.name}-vlan{vlan}"
-        self.add_port(port, tag=vlan, internal=True)
-        for cidr in addresses:
-            self.lab.nl.add_address(port, cidr)
-        return port
-
-    def port_mode(self, port: str) -> PortMode:
-        """Access (with its tag) or trunk, read back from the database like ovs-startup.sh."""
-        return parse_port_mode(self.lab.ovs.vsctl("list", "port", port))
-
-    def ports(self) -> list[str]:
-        return self.lab.ovs.vsctl("list-ports", self.name).split()
-
-    def show(self) -> str:
-        return self.lab.ovs.show()

@@ -15,196 +15,96 @@ A VM also answers the same reads as a lab host or a veth host (`routes()`,
 
 from __future__ import annotations
 
-import json
-import shlex
 import shutil
-import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labfixtures import guestimages
 from labfixtures.core.addressing import eui64_link_local
 from labfixtures.errors import LabError
-from labfixtures.guestimages.config import GuestConfig, InterfaceConfig
+from labfixtures.guestimages.config import GuestConfig
+from labfixtures.guests.guest import Guest
 from labfixtures.guests.ssh import GuestSSH, Result
-from labfixtures.net.netlink import RT_PROTOS, Address, Link, Neighbour, Route
-from labfixtures.qemu import Machine, MachineSpec, NicSpec
+from labfixtures.lab.state import VM_STATE, VmState
+from labfixtures.lab.vmhost import VmHost, check_taps
+from labfixtures.lab.vmspec import VmNic, VmOptions, guest_config
+from labfixtures.qemu import Machine, MachineSpec
 from labfixtures.qemu.images import create_overlay
 
-if TYPE_CHECKING:
-    from labfixtures.lab.lab import Lab
-
-
-@dataclass
-class VmNic:
-    """One NIC of a VM in a lab: a tap number (the tap must exist in the lab), or user
-    mode; and the guest's addressing on it."""
-
-    tap: int | None = None
-    user: bool = False
-    addresses: Sequence[str] = ()
-    gateway: str | None = None
-    dhcp: bool = False
-    mac: str | None = None
-    ssh_port: int | None = None
-    queues: int = 1
-
-    def nic_spec(self) -> NicSpec:
-        if self.user:
-            fwd = {self.ssh_port: 22} if self.ssh_port else {}
-            return NicSpec("user", number=self.tap, mac=self.mac, hostfwd=fwd)
-        if self.tap is None:
-            raise LabError("a tap NIC needs its tap number", "VmNic(tap=2, ...)")
-        return NicSpec("tap", number=self.tap, mac=self.mac, queues=self.queues)
-
-
-@dataclass
-class VmOptions:
-    image: str | guestimages.GuestImage = "tiny"  # a recipe name, or a built image
-    memory: int = 256
-    vcpus: int = 1
-    profile: str = "fast"
-    hostname: str | None = None
-    extra_args: list[str] = field(default_factory=list)  # more QEMU arguments, as given
-    extra_config: dict[str, Any] = field(default_factory=dict)  # more MachineSpec fields
-
-
-class Guest:
-    """What every guest answers, whoever started it: commands over SSH, and the same
-    reads as a lab host or a veth host, parsed from the guest's `ip -j`. Subclasses give
-    `name` and `run()`."""
-
-    name: str
-
-    def run(self, cmd: str, timeout: float = 60.0, check: bool = False) -> Result:
-        raise NotImplementedError
-
-    def _ip_json(self, *args: str) -> list[dict]:
-        out = self.run("ip -j " + " ".join(shlex.quote(a) for a in args), check=True).stdout
-        return json.loads(out or "[]")
-
-    def links(self) -> list[Link]:
-        return [Link(index=d["ifindex"], name=d["ifname"], mac=d.get("address", ""),
-                     up="UP" in d.get("flags", []), carrier="LOWER_UP" in d.get("flags", []),
-                     kind=d.get("link_type", ""), mtu=d.get("mtu", 0))
-                for d in self._ip_json("link", "show")]
-
-    def addresses(self, family: int = 0) -> list[Address]:
-        out = []
-        for d in self._ip_json("addr", "show"):
-            for a in d.get("addr_info", []):
-                fam = socket.AF_INET6 if a["family"] == "inet6" else socket.AF_INET
-                if family and fam != family:
-                    continue
-                out.append(Address(dev=d["ifname"], address=a["local"],
-                                   prefixlen=a["prefixlen"], family=fam, scope=a["scope"]))
-        return out
-
-    def routes(self, family: int = socket.AF_INET) -> list[Route]:
-        flag = "-6" if family == socket.AF_INET6 else "-4"
-        out = []
-        for d in self._ip_json(flag, "route", "show"):
-            proto = d.get("protocol", "boot")
-            out.append(Route(dst=d["dst"], gateway=d.get("gateway"), dev=d.get("dev"),
-                             family=family, proto=RT_PROTOS.get(proto, str(proto))
-                             if isinstance(proto, int) else proto,
-                             scope=d.get("scope", "global")))
-        return out
-
-    def neighbours(self, family: int = 0) -> list[Neighbour]:
-        out = []
-        for d in self._ip_json("neigh", "show"):
-            state = d.get("state", ["NONE"])
-            fam = socket.AF_INET6 if ":" in d["dst"] else socket.AF_INET
-            if family and fam != family:
-                continue
-            out.append(Neighbour(address=d["dst"], mac=d.get("lladdr"), dev=d.get("dev", ""),
-                                 state=state[0] if state else "NONE", family=fam))
-        return out
-
-    def ping(self, address: str, timeout: float = 2.0) -> bool:
-        """One ICMP echo from the guest (its own ping), True on a reply within TIMEOUT."""
-        flag = "-6 " if ":" in address else ""
-        res = self.run(f"ping {flag}-c 1 -W {max(1, round(timeout))} "
-                       f"{shlex.quote(address)} >/dev/null 2>&1", timeout=timeout + 10)
-        return res.exit_status == 0
-
-    def tcp(self, address: str, port: int, timeout: float = 2.0) -> bool:
-        res = self.run(f"nc -z -w {max(1, int(timeout))} {shlex.quote(address)} {port}",
-                       timeout=timeout + 10)
-        return res.exit_status == 0
-
-
+__all__ = ["VM", "Guest", "VmNic", "VmOptions", "guest_config", "image_of"]
 
 
 class VM(Guest):
     """A guest of the lab, reachable over SSH, torn down with the lab's ledger."""
 
-    def __init__(self, lab: Lab, name: str, nics: list[VmNic], opts: VmOptions,
-                 image: guestimages.GuestImage, config: GuestConfig) -> None:
-        self.lab = lab
+    def __init__(self, lab: VmHost, name: str, nics: Sequence[VmNic], opts: VmOptions,
+                 image: guestimages.GuestImage | None = None,
+                 config: GuestConfig | None = None) -> None:
+        self.lab = lab  # where it runs: a live Lab, or a PersistentLab
         self.name = name
-        self.nics = nics
+        self.nics = list(nics)
         self.opts = opts
-        self.image = image
-        self.config = config
+        self.image = image if image is not None else image_of(opts)
+        self.config = config if config is not None else guest_config(name, self.nics,
+                                                                     opts.hostname)
         self.dir = lab.rundir / "vms" / name
         self.overlay: Path | None = None
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
         self.boot_seconds: float | None = None
         self.kept_overlay: Path | None = None
-        # checkpoints (labfixtures.checkpoint.operations): a qcow2 attached without a guest device,
-        # holding a saved state for an image without a disk; the tag to restore at start
-        self.state_disk: Path | None = None
-        self.loadvm: str | None = None
+        self.loadvm: str | None = None  # the saved state the last start resumed (-loadvm)
 
     def __repr__(self) -> str:
         return f"VM({self.name!r}, image={self.image.name!r})"
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def spec(self) -> MachineSpec:
+    def spec(self, extra_args: Sequence[str] = ()) -> MachineSpec:
+        """The machine of this VM; EXTRA_ARGS: more QEMU arguments for one start only."""
         return MachineSpec.from_image(
             self.name, self.image, disk=self.overlay, memory_mb=self.opts.memory,
-            vcpus=self.opts.vcpus, profile=self.opts.profile,  # type: ignore[arg-type]
+            vcpus=self.opts.vcpus, profile=self.opts.profile,
             nics=[n.nic_spec() for n in self.nics], append=self.config.to_cmdline(),
-            extra_args=list(self.opts.extra_args) + self._checkpoint_args(),
+            extra_args=list(self.opts.extra_args) + list(extra_args),
             **self.opts.extra_config)
 
-    def _checkpoint_args(self) -> list[str]:
-        args = []
-        if self.state_disk is not None:
-            args += ["-drive", f"if=none,id=lfstate,format=qcow2,"
-                               f"file={str(self.state_disk).replace(',', ',,')}"]
-        if self.loadvm:
-            args += ["-loadvm", self.loadvm]
-        return args
-
-    def description(self) -> dict:
+    def state(self) -> VmState:
         """What rebuilds this VM elsewhere (vm.json; checkpoint manifests)."""
-        from dataclasses import asdict, replace
+        return VmState(name=self.name, image=self.image.name,
+                       recipe_hash=self.image.recipe_hash,
+                       nics=[replace(n, addresses=tuple(n.addresses)) for n in self.nics],
+                       memory_mb=self.opts.memory, vcpus=self.opts.vcpus,
+                       profile=self.opts.profile, hostname=self.opts.hostname,
+                       extra_args=list(self.opts.extra_args),
+                       extra_config=dict(self.opts.extra_config),
+                       cmdline=self.config.to_cmdline())
 
-        return {"name": self.name, "image": self.image.name,
-                "recipe_hash": self.image.recipe_hash,
-                "nics": [asdict(n) | {"addresses": list(n.addresses)}
-                         for n in self.nics],
-                "opts": asdict(replace(self.opts, image=self.image.name)),
-                "cmdline": self.config.to_cmdline()}
+    def description(self) -> dict[str, Any]:
+        """The VmState in its version-1 layout, for the checkpoint manifests until they
+        read `VmState` (use `state()`)."""
+        return self.state().legacy_dict()
 
-    def start(self, wait: bool = True, timeout: float = 120.0, loadvm: str | None = None
-              ) -> VM:
-        """Boot; or, with LOADVM, resume the state saved under that tag (the VM's qcow2 or
-        state disk must hold it: see labfixtures.checkpoint.operations), ready once SSH answers."""
+    def check_taps(self) -> None:
+        """Refuse to start on a tap that is missing, or used by another VM of the lab."""
+        check_taps(self.lab, self.name,
+                   [n.tap for n in self.nics if not n.user and n.tap is not None])
+
+    def start(self, wait: bool = True, timeout: float = 120.0, loadvm: str | None = None,
+              extra_args: Sequence[str] = ()) -> VM:
+        """Boot; or, with LOADVM, resume the state saved under that tag (a drive of the
+        VM must hold it: EXTRA_ARGS, QEMU arguments for this start only, can attach one;
+        see labfixtures.checkpoint), ready once SSH answers."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.image.disk is not None and self.overlay is None:
             self.overlay = create_overlay(self.image.disk, self.dir / f"{self.name}.qcow2")
         self.loadvm = loadvm
-        self.machine = Machine(self.spec(), self.dir, netns=self.lab.ns)
+        once = [*extra_args, *(["-loadvm", loadvm] if loadvm else [])]
+        self.machine = Machine(self.spec(once), self.dir, netns=self.lab.ns)
         self.machine.start()
-        (self.dir / "vm.json").write_text(json.dumps(self.description(), indent=1))
+        self.state().save(self.dir / VM_STATE)
         if wait and loadvm:
             self.ssh(deadline=timeout)
             self.boot_seconds = self.machine.uptime()
@@ -268,14 +168,9 @@ class VM(Guest):
         """The lab host interface that reaches the first NIC: the switch's SVI of the tap's
         VLAN if there is one (`%sw0-vlan2` in the guide), else the tap itself."""
         nic = self._first_nic()
-        tap = f"tap{nic.tap}"
-        for sw in self.lab.switches.values():
-            if tap in sw.ports():
-                mode = sw.port_mode(tap)
-                svi = f"{sw.name}-vlan{mode.tag}"
-                if mode.mode == "access" and self.lab.nl.exists(svi):
-                    return svi
-        return tap
+        if nic.tap is None:
+            raise LabError(f"{self.name}'s first NIC has no tap", "give it a tap number")
+        return self.lab.ssh_scope(nic.tap)
 
     def ssh_target(self) -> tuple[str, int, str | None]:
         """(address, port, namespace) the test process connects to."""
@@ -292,7 +187,7 @@ class VM(Guest):
         if self._ssh is None or not self._ssh.active:
             host, port, ns = self.ssh_target()
             self._ssh = GuestSSH(host, port, user="root", key=self.image.private_key,
-                                 netns=ns, known_hosts=self.lab.rundir / "known_hosts")
+                                 netns=ns, known_hosts=self.lab.known_hosts)
             self._ssh.connect(deadline=deadline)
         return self._ssh
 
@@ -305,29 +200,8 @@ class VM(Guest):
         """A pytest-testinfra host over the same SSH connection."""
         return self.ssh().testinfra_host()
 
-def guest_config(name: str, nics: Sequence[VmNic], hostname: str | None = None
-                 ) -> GuestConfig:
-    """The per-VM configuration the guest applies at boot (see guestimages.config)."""
-    interfaces = []
-    gateway = None
-    for i, nic in enumerate(nics):
-        if nic.addresses or nic.dhcp or nic.user:
-            interfaces.append(InterfaceConfig(f"eth{i}", dhcp=nic.dhcp or (
-                nic.user and not nic.addresses), addresses=tuple(nic.addresses)))
-        if nic.gateway and gateway is None:
-            gateway = nic.gateway
-    return GuestConfig(hostname=hostname or name, interfaces=interfaces, gateway=gateway)
-
-
-def create(lab: Lab, name: str, nics: Sequence[VmNic], opts: VmOptions,
-           start: bool = True) -> VM:
-    """Build the VM's overlay and machine, push its undo on LAB's ledger, boot it."""
-    image = opts.image if isinstance(opts.image, guestimages.GuestImage) else \
-        guestimages.get(opts.image)
-    vm = VM(lab, name, list(nics), opts, image,
-            guest_config(name, nics, opts.hostname))
-    lab.ledger.push(f"VM {name} overlay", vm.remove_overlay)
-    lab.ledger.push(f"VM {name}", vm.stop)
-    if start:
-        vm.start()
-    return vm
+def image_of(opts: VmOptions) -> guestimages.GuestImage:
+    """The image OPTS name (built if needed), or the one it holds."""
+    if isinstance(opts.image, guestimages.GuestImage):
+        return opts.image
+    return guestimages.get(opts.image)
