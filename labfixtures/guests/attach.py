@@ -12,17 +12,27 @@ are. Nothing is started and nothing is torn down: closing only closes the connec
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
+from labfixtures.core import netns as _netns
 from labfixtures.errors import LabError
-from labfixtures.guests.ssh import GuestSSH, Result
 from labfixtures.guests.guest import Guest
+from labfixtures.guests.ssh import GuestSSH, Result
 
 _TARGET = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9_.-]+)@)?"
     r"(?:\[(?P<v6>[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?)\]|(?P<host>[^:@\s\[\]]+))"
     r"(?::(?P<port>\d{1,5}))?$")
+
+
+class AttachCredentialsError(LabError):
+    """Neither a key nor a password was given, or the guest refused them (no retry)."""
+
+
+class AttachNamespaceError(LabError):
+    """The target's address needs a network namespace it was not given (or a missing one)."""
 
 
 class AttachedVM(Guest):
@@ -58,13 +68,45 @@ class AttachedVM(Guest):
         return cls(name, m["v6"] or m["host"], port, user=m["user"] or kw.pop("user", "root"),
                    **kw)
 
+    def check_reachable_here(self) -> None:
+        """Fail at once, without a network round trip, when the target cannot be tried:
+        no credentials, a missing namespace, or a scope interface that is not there."""
+        if self._ssh.key_path is None and not self._ssh.password:
+            raise AttachCredentialsError(
+                f"no credentials for {self.user}@{self.address}: neither a key nor a "
+                "password", "give a private key (key=) or a password (password=)")
+        if self._ssh.key_path is not None and not self._ssh.key_path.is_file():
+            raise AttachCredentialsError(f"the SSH key {self._ssh.key_path} does not exist",
+                                         "give the path of an existing private key")
+        if self.netns is not None and not _netns.exists(self.netns):
+            raise AttachNamespaceError(f"network namespace {self.netns!r} does not exist",
+                                       "list namespaces with `ip netns list`")
+        scope = self.address.partition("%")[2]
+        if scope and not scope.isdigit() and not _interface_exists(scope, self.netns):
+            where = f"namespace {self.netns}" if self.netns else "this network namespace"
+            raise AttachNamespaceError(
+                f"interface {scope!r} (the scope of {self.address}) does not exist in "
+                f"{where}", "reach the target from the namespace that holds the interface")
+
     def connect(self, deadline: float = 30.0) -> AttachedVM:
-        self._ssh.connect(deadline=deadline)
+        """Connect, retrying until DEADLINE only for network errors (a guest still
+        booting); missing credentials, a missing namespace or a refused login fail at
+        once."""
+        if self._ssh.active:
+            return self
+        self.check_reachable_here()
+        try:
+            self._ssh.connect(deadline=deadline)
+        except LabError as e:
+            if "authentication" in e.problem:
+                raise AttachCredentialsError(e.problem, "check the user, the key or the "
+                                             "password") from None
+            raise
         return self
 
     def run(self, cmd: str, timeout: float = 60.0, check: bool = False) -> Result:
         if not self._ssh.active:
-            self._ssh.connect(deadline=30.0)
+            self.connect(deadline=30.0)
         return self._ssh.run(cmd, timeout=timeout, check=check)
 
     @property
@@ -80,3 +122,13 @@ class AttachedVM(Guest):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _interface_exists(name: str, netns: str | None) -> bool:
+    """Whether interface NAME exists in NETNS (None: the calling thread's namespace)."""
+    try:
+        with _netns.entered(netns):
+            socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True

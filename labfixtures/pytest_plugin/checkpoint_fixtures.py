@@ -46,28 +46,15 @@ from labfixtures.checkpoint import operations as checkpoint
 from labfixtures.errors import LabError
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
+from labfixtures.qemu.accel import host_tsc_khz
 
 AUTO_FORMAT = 1
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("labfixtures", "network labs (labfixtures)")
-    group.addoption("--lab-no-checkpoints", action="store_true",
-                    help="boot every VM that lab_vm() asks for, instead of booting once "
-                         "and restoring an automatic checkpoint for each test")
-    group.addoption("--lab-checkpoint-store", default=None, metavar="DIR",
-                    help="where checkpoints are kept (default: <cache>/checkpoints)")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "checkpoint(tag, vm=None): lab_vm() restores the stored checkpoint "
-                   "VM@TAG instead of booting (vm= a name or list of names; default all)")
-
-
 @pytest.fixture(scope="session")
 def checkpoint_store(request: pytest.FixtureRequest) -> checkpoint.CheckpointStore:
-    """The checkpoint store (`--lab-checkpoint-store`, default `<cache>/checkpoints`)."""
+    """The checkpoint store (`--lab-checkpoint-store`, default `<cache>/checkpoints`);
+    its leftovers of interrupted saves are cleaned once per session."""
     store = checkpoint.CheckpointStore(request.config.getoption("--lab-checkpoint-store"))
     if not hasattr(request.config, "workerinput"):
         store.cleanup()
@@ -120,7 +107,7 @@ def _marked(marker: pytest.Mark, name: str) -> bool:
     return name in ([names] if isinstance(names, str) else list(names))
 
 
-def _check_asked(vm: VM, kw: dict) -> None:
+def _check_asked(vm: VM, kw: dict[str, Any]) -> None:
     """A named checkpoint decides the VM's settings; say so if the test asked otherwise."""
     tap = kw.get("tap")
     if tap is not None and vm.nics and vm.nics[0].tap != tap:
@@ -130,8 +117,6 @@ def _check_asked(vm: VM, kw: dict) -> None:
 
 def auto_tag(vm: VM) -> str:
     """The automatic checkpoint's tag: a hash of everything that shapes the booted state."""
-    from labfixtures.qemu.accel import host_tsc_khz
-
     key = {"format": AUTO_FORMAT, "vm": vm.description(), "qemu": checkpoint.qemu_version(),
            "spec": {k: str(v) for k, v in vars(vm.spec()).items()
                     if k not in ("serial_log", "qmp_socket", "uefi_vars")},

@@ -1,0 +1,145 @@
+"""The plugin's hooks: configure (markers, SIGTERM, the start-up reaper, attach targets),
+the report header, marker checks at collection, and what a failed test's report shows."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from labfixtures.lab.labhost import reap
+from labfixtures.net.ovs import kernel_datapath_available
+from labfixtures.pytest_plugin import attach, report
+from labfixtures.pytest_plugin.stash import ATTACH, LAB_HOST, REAPED, TEST_LAB
+from labfixtures.qemu import accel
+
+MARKERS = (
+    "root: needs root privileges; skipped, with the reason, when pytest does not run as "
+    "root",
+    "vm: boots a QEMU virtual machine",
+    "checkpoint(tag, vm=None): lab_vm() restores the stored checkpoint VM@TAG instead of "
+    "booting (vm= a name or list of names; default all)",
+)
+CHECKPOINT_USAGE = ('write @pytest.mark.checkpoint("TAG") or '
+                    '@pytest.mark.checkpoint("TAG", vm="vm0") (vm= a name or a list of names)')
+NOT_ROOT_REASON = "needs root privileges (marked `root`): run pytest under sudo"
+
+# the lab fixture that lives for one test, and what to use in a longer-lived fixture
+SCOPE_HINT = (
+    "labfixtures: `lab` (and `switch`, `veth_host`, `tap`, `lab_file`) live for one test, "
+    "so a module- or session-scoped fixture cannot use them. In a module-scoped fixture "
+    "use `lab_file_module(\"file.yaml\")`, or open a scope of the worker's lab host:\n"
+    "    @pytest.fixture(scope=\"module\")\n"
+    "    def table1(lab_host):\n"
+    "        with lab_host.scope(\"table1\") as lab:\n"
+    "            ...build on lab...\n"
+    "            yield lab")
+PER_TEST_FIXTURES = ("lab", "switch", "veth_host", "tap", "lab_file", "lab_vm",
+                     "vm_from_checkpoint")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    # a SIGTERM (CI timeout, `kill`) tears labs down like Ctrl-C does
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+    is_worker = hasattr(config, "workerinput")
+    if not is_worker and not config.getoption("--lab-no-reap") and os.geteuid() == 0:
+        config.stash[REAPED] = reap()
+    config.stash[ATTACH] = attach.read_options(config)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = []
+    dp = config.getoption("--lab-datapath")
+    if dp == "auto":
+        dp = "system" if kernel_datapath_available() else "netdev (userspace)"
+    lines.append(f"labfixtures: Open vSwitch datapath {dp}; privileges: "
+                 f"{'root' if os.geteuid() == 0 else 'not root: lab tests will be skipped'}")
+    try:
+        info = accel.detect()
+        lines.append(f"labfixtures: QEMU accelerator {info.name.upper()} ({info.reason})")
+    except Exception as e:  # noqa: BLE001 - the header must never break a run
+        lines.append(f"labfixtures: QEMU accelerator unknown ({e})")
+    removed = config.stash.get(REAPED, [])
+    if removed:
+        lines.append(f"labfixtures: removed {len(removed)} leftover(s) of dead runs: "
+                     + "; ".join(removed))
+    plan = config.stash.get(ATTACH, None)
+    if plan is not None and plan.vms:
+        lines.append("labfixtures: attached " + ", ".join(
+            f"{v.name}={v.user}@{v.address}:{v.port}" + (f" in {v.netns}" if v.netns else "")
+            for v in plan.vms.values()))
+    return lines
+
+
+def check_checkpoint_marker(mark: pytest.Mark) -> str | None:
+    """What is wrong with a `checkpoint` marker, or None."""
+    unknown = set(mark.kwargs) - {"tag", "vm"}
+    if unknown:
+        return f"unknown argument(s) {', '.join(sorted(unknown))}"
+    tags = list(mark.args) + ([mark.kwargs["tag"]] if "tag" in mark.kwargs else [])
+    if len(tags) != 1:
+        return "it needs exactly one checkpoint tag" if not tags else \
+            f"it takes one tag, not {len(tags)}: {tags!r}"
+    if not isinstance(tags[0], str) or not tags[0]:
+        return f"the tag must be a non-empty string, not {tags[0]!r}"
+    vm = mark.kwargs.get("vm")
+    if vm is not None and not isinstance(vm, str) and not (
+            isinstance(vm, list | tuple) and vm and all(isinstance(v, str) for v in vm)):
+        return f"vm= must be a VM name or a list of names, not {vm!r}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in item.iter_markers("checkpoint"):
+            wrong = check_checkpoint_marker(mark)
+            if wrong:
+                raise pytest.UsageError(
+                    f"{item.nodeid}: marker @pytest.mark.checkpoint{_call(mark)}: {wrong}\n"
+                    f"  remedy: {CHECKPOINT_USAGE}")
+        for name in ("root", "vm"):
+            for mark in item.iter_markers(name):
+                if mark.args or mark.kwargs:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: marker @pytest.mark.{name}{_call(mark)} takes no "
+                        f"arguments\n  remedy: write @pytest.mark.{name}")
+        if item.get_closest_marker("root") is not None and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason=NOT_ROOT_REASON))
+
+
+def _call(mark: pytest.Mark) -> str:
+    args = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"({', '.join(args)})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()
+    if rep.passed or rep.when == "teardown" and rep.skipped:
+        return
+    if rep.when == "setup" and rep.failed and "ScopeMismatch" in str(rep.longrepr) \
+            and any(f"fixture {name} " in str(rep.longrepr) for name in PER_TEST_FIXTURES):
+        rep.sections.append(("labfixtures: a per-test fixture in a longer-lived one",
+                             SCOPE_HINT))
+        return
+    lab = item.stash.get(TEST_LAB, None)
+    if lab is None and "lab_host" in getattr(item, "fixturenames", ()):
+        lab = item.config.stash.get(LAB_HOST, None)
+    if lab is None:
+        return
+    try:
+        rep.sections.extend(report.failure_sections(lab))
+    except Exception as e:  # noqa: BLE001 - a report must never hide the failure itself
+        rep.sections.append(("labfixtures", f"could not collect the lab state: {e}"))
