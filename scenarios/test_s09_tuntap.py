@@ -30,7 +30,7 @@ import json
 import pytest
 
 from assertions import assert_reachable, assert_unreachable, eventually
-from labfixtures.errors import LabError
+from labfixtures.errors import LabError, QemuLaunchError
 from labfixtures.lab.vm import VmNic
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
@@ -116,5 +116,9 @@ def test_a_tap_already_in_use_is_refused(vm0, lab):
 def test_a_multi_queue_tap_needs_queues_on_the_netdev(lab):
     """Without `queues=N`, QEMU cannot attach to a multi_queue tap (docs/host-facts.md)."""
     lab.tap(1, group="kvm", multi_queue=True)
-    with pytest.raises(LabError, match="Invalid argument"):
+    with pytest.raises(QemuLaunchError) as e:
         lab.vm("vm1", nics=[VmNic(tap=1, queues=1)], profile="pc")
+    assert e.value.machine == "vm1" and e.value.exitcode not in (0, None)
+    netdev = next(a for a in e.value.argv if "ifname=tap1" in a)
+    assert "queues=" not in netdev
+    assert "tap1" in e.value.stderr  # QEMU names the tap it could not attach

@@ -25,7 +25,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from labfixtures.core import netns
-from labfixtures.errors import LabError
+from labfixtures.errors import HostResourceError, LabError
 from labfixtures.net import rtnl
 
 # <linux/if_tun.h>
@@ -115,8 +115,8 @@ def _gid(group: str | int | None) -> int | None:
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise LabError(
-            f"group {group!r} does not exist on this host",
+        raise HostResourceError(
+            "group", group,
             f"create it (`groupadd --system {group}`; ./ci/setup does it for the guide's "
             f"kvm group) or give no group",
         ) from None
@@ -204,8 +204,8 @@ class Netlink:
             with netns.entered(self.ns):
                 fd = os.open("/dev/net/tun", os.O_RDWR)
         except FileNotFoundError:
-            raise LabError("/dev/net/tun is missing", "load the tun module: `modprobe tun`"
-                           ) from None
+            raise HostResourceError("device", "/dev/net/tun",
+                                    "load the tun module: `modprobe tun`") from None
         try:
             fcntl.ioctl(fd, TUNSETIFF, ifr)
             if gid is not None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfixtures.core import netns, procs
-from labfixtures.errors import CommandError, LabError
+from labfixtures.core import procs
+from labfixtures.core.runner import run
+from labfixtures.errors import CommandError, HostResourceError, LabError
 
 SCHEMA_CANDIDATES = (
     "/usr/share/openvswitch/vswitch.ovsschema",
@@ -35,9 +35,9 @@ def _require(tool: str) -> str:
     path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}")
                                   else None)
     if not path:
-        raise LabError(f"`{tool}` is not installed",
-                       "install Open vSwitch: `apt-get install openvswitch-switch` "
-                       "(or run ./ci/setup)")
+        raise HostResourceError("binary", tool,
+                                "install Open vSwitch: `apt-get install openvswitch-switch` "
+                                "(or run ./ci/setup)")
     return path
 
 
@@ -52,8 +52,10 @@ def resolve_datapath(datapath: str = "auto") -> str:
     if datapath == "auto":
         return "system" if kernel_datapath_available() else "netdev"
     if datapath == "system" and not kernel_datapath_available():
-        raise LabError("the kernel datapath was asked for but the openvswitch module is "
-                       "not loaded", "use datapath 'netdev' (userspace) or 'auto'")
+        raise HostResourceError("module", "openvswitch",
+                                "use datapath 'netdev' (userspace) or 'auto'",
+                                problem="the kernel datapath was asked for but the "
+                                "openvswitch module is not loaded")
     return datapath
 
 
@@ -170,18 +172,12 @@ class OvsServer:
         procs.terminate(pids, grace=1.5)
 
     def _run(self, argv: list[str], in_lab: bool = True) -> str:
-        p = netns.popen(self.ns if in_lab else None, argv, env=self.env, stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate(timeout=60)
-        if p.returncode != 0:
-            raise CommandError(argv, p.returncode, err or out)
-        return out
+        return run(argv, netns=self.ns if in_lab else None, env=self.env, timeout=60).stdout
 
     def vsctl(self, *args: str, timeout: float = 30) -> str:
         """Run `ovs-vsctl ARGS` against this instance; `--` separates commands."""
         argv = ["ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={int(timeout)}", *args]
-        p = subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL)
+        p = run(argv, env=self.env, timeout=None, check=False)
         if p.returncode != 0:
             raise _vsctl_error(argv, p.returncode, p.stderr)
         return p.stdout

@@ -13,6 +13,7 @@ import select
 import socket
 import struct
 import time
+from typing import Any
 
 from labfixtures.core import netns
 
@@ -23,10 +24,10 @@ def _checksum(data: bytes) -> int:
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
     s = (s >> 16) + (s & 0xFFFF)
     s += s >> 16
-    return ~s & 0xFFFF
+    return int(~s & 0xFFFF)
 
 
-def _resolve(address: str) -> tuple[int, tuple]:
+def _resolve(address: str) -> tuple[int, tuple[Any, ...]]:
     """(family, sockaddr) for ADDRESS; `fe80::1%eth0` keeps its scope (resolved inside
     the namespace, where the interface exists)."""
     info = socket.getaddrinfo(address, None, 0, socket.SOCK_RAW)[0]

@@ -166,4 +166,5 @@ def ifindex(sock: socket.socket, ifname: str) -> int | None:
         res = fcntl.ioctl(sock, SIOCGIFINDEX, struct.pack("16s16x", ifname.encode()))
     except OSError:
         return None
-    return struct.unpack_from("i", res, 16)[0]
+    index: int = struct.unpack_from("i", res, 16)[0]
+    return index

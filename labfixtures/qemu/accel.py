@@ -10,16 +10,17 @@ milliseconds if the vCPU really ran, and is killed after a timeout if it did not
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfixtures.errors import LabError
+from labfixtures.core.runner import run
+from labfixtures.errors import CommandError, HostResourceError
 from labfixtures.qemu.cmdline import QEMU
 
 _lock = threading.Lock()
@@ -35,8 +36,17 @@ class AccelInfo:
 def qemu_binary(qemu: str = QEMU) -> str:
     path = shutil.which(qemu)
     if path is None:
-        raise LabError(f"{qemu} is not installed", "apt-get install qemu-system-x86")
+        raise HostResourceError("binary", qemu, "apt-get install qemu-system-x86",
+                                problem=f"{qemu} is not installed")
     return path
+
+
+@functools.lru_cache(maxsize=8)
+def qemu_version(qemu: str = QEMU) -> str:
+    """QEMU's version ('7.2.19'), from `QEMU --version` (asked once per binary)."""
+    out = run([qemu_binary(qemu), "--version"], timeout=30).stdout
+    m = re.search(r"version (\S+)", out)
+    return m.group(1) if m else out.strip().split("\n")[0]
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -64,8 +74,8 @@ def probe(accel: str = "kvm", timeout: float = 5.0, qemu: str = QEMU) -> tuple[b
                 "-machine", "pc", "-accel", accel, "-m", "16", "-bios", str(bios),
                 "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
         try:
-            cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+            cp = run(argv, timeout=timeout, check=False)
+        except CommandError:  # timed out
             return False, f"the {accel} probe VM did not finish within {timeout:g}s"
     if cp.returncode == 3:  # isa-debug-exit: (1 << 1) | 1
         return True, f"the {accel} probe ran a vCPU"
@@ -107,8 +117,10 @@ def resolve(requested: str, probe_kvm: bool = True) -> AccelInfo:
         return AccelInfo("tcg", "asked for")
     info = detect(probe_kvm)
     if requested == "kvm" and info.name != "kvm":
-        raise LabError(f"KVM was asked for but is not usable: {info.reason}",
-                       "use accel='auto' or 'tcg' (TCG emulation works everywhere, slower)")
+        raise HostResourceError(
+            "accelerator", "kvm",
+            "use accel='auto' or 'tcg' (TCG emulation works everywhere, slower)",
+            problem=f"KVM was asked for but is not usable: {info.reason}")
     return info
 
 

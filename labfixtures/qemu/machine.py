@@ -2,7 +2,10 @@
 
 Files in the run directory, all named after the machine (kept for failed-test reports):
 
-    NAME.cmdline      the exact command, shell-quoted, replayable (`ip netns exec NS ...`)
+    NAME.cmdline      the exact command, shell-quoted, replayable (`ip netns exec NS ...`),
+                      after a `# accel:` comment for the reader
+    NAME.launch.json  the same as data (argv, accelerator and why, QEMU version, pid):
+                      `LaunchInfo.read(run_dir, name)` is how a program reads it
     NAME.pid          QEMU's pid (what a reaper needs after a crash)
     NAME.serial.log   the serial console
     NAME.qemu.log     QEMU's own stdout/stderr
@@ -21,14 +24,18 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from labfixtures.core import netns as _netns
-from labfixtures.errors import LabError
+from labfixtures.errors import BootError, LabError, QemuLaunchError, QmpError
 from labfixtures.qemu import accel as _accel
 from labfixtures.qemu.cmdline import QEMU, build_argv
-from labfixtures.qemu.spec import OVMF_VARS, MachineSpec
+from labfixtures.qemu.launch import LaunchInfo
+from labfixtures.qemu.qmp import QmpClient
+from labfixtures.qemu.spec import OVMF_VARS, READY_MARKER, MachineSpec
 
 SUN_PATH_MAX = 107
 
@@ -82,9 +89,11 @@ class Machine:
         self.cmdline_file = self.run_dir / f"{spec.name}.cmdline"
         self.stderr_log = self.run_dir / f"{spec.name}.qemu.log"
         self.spec = spec
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
-        self._qmp = None
+        self.launch: LaunchInfo | None = None
+        self.argv: list[str] = []
+        self._qmp: QmpClient | None = None
         self._short_sock_dir: str | None = None
 
     # -- paths ---------------------------------------------------------------------------
@@ -101,7 +110,7 @@ class Machine:
 
     def _prepare_spec(self) -> MachineSpec:
         spec = self.spec
-        changes: dict = {}
+        changes: dict[str, Any] = {}
         if spec.serial_log is None:
             changes["serial_log"] = self.run_dir / f"{spec.name}.serial.log"
         if spec.qmp_socket is None:
@@ -153,7 +162,8 @@ class Machine:
         self.accel = _accel.resolve(self._accel_request)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.spec = self._prepare_spec()
-        argv = build_argv(self.spec, self.accel.name, self.qemu)
+        argv = self.argv = build_argv(self.spec, self.accel.name, self.qemu)
+        version = _accel.qemu_version(self.qemu)
         self.serial_log.write_bytes(b"")
         with contextlib.suppress(FileNotFoundError):
             self.qmp_socket.unlink()
@@ -166,6 +176,10 @@ class Machine:
             self.proc = _netns.popen(self.netns, argv, stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.pidfile.write_text(f"{self.proc.pid}\n")
+        self.launch = LaunchInfo(self.name, tuple(argv), self.accel.name, self.accel.reason,
+                                 version, netns=self.netns, pid=self.proc.pid,
+                                 started_at=time.time())
+        self.launch.write(self.run_dir)
         try:
             self._connect_qmp(qmp_timeout)
         except BaseException:
@@ -173,44 +187,36 @@ class Machine:
             raise
         return self
 
-    def _died(self) -> LabError:
+    def _died(self) -> QemuLaunchError:
         assert self.proc is not None
         err = self.stderr_log.read_text(errors="replace").strip()
+        rc = self.proc.returncode
         if "Device or resource busy" in err and "tun" in err:
-            return LabError(f"a tap of machine {self.name} is already in use: {err}",
-                            "stop the VM using it, or use another tap number")
+            return QemuLaunchError(self.name, rc, self.argv, err,
+                                   "stop the VM using it, or use another tap number",
+                                   f"a tap of machine {self.name} is already in use: {err}")
         if "Permission denied" in err or "Operation not permitted" in err:
-            return LabError(f"QEMU could not start machine {self.name}: {err}",
-                            "run as root, or give this user access to the taps and /dev/kvm")
-        return LabError(f"QEMU exited with status {self.proc.returncode} while starting "
-                        f"machine {self.name}: {err or 'no message'}",
-                        f"check the command line in {self.cmdline_file}")
+            return QemuLaunchError(
+                self.name, rc, self.argv, err,
+                "run as root, or give this user access to the taps and /dev/kvm",
+                f"QEMU could not start machine {self.name}: {err}")
+        return QemuLaunchError(self.name, rc, self.argv, err,
+                               f"check the command line in {self.cmdline_file}")
 
     def _connect_qmp(self, timeout: float) -> None:
-        from qemu.qmp.legacy import QEMUMonitorProtocol
+        proc = self.proc
+        assert proc is not None
 
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        def still_starting() -> None:
+            if proc.poll() is not None:
                 raise self._died()
-            if self.qmp_socket.exists():
-                qmp = QEMUMonitorProtocol(str(self.qmp_socket), nickname=self.name)
-                try:
-                    qmp.connect()
-                except Exception as e:  # noqa: BLE001 - retried until the deadline
-                    last = e
-                    with contextlib.suppress(Exception):
-                        qmp.close()
-                else:
-                    qmp.settimeout(30)
-                    self._qmp = qmp
-                    return
-            time.sleep(0.01)
-        raise LabError(f"no QMP connection to machine {self.name} after {timeout:g}s"
-                       + (f" ({last})" if last else ""),
-                       f"see {self.stderr_log}")
+
+        try:
+            self._qmp = QmpClient(self.qmp_socket, name=self.name, timeout=30).connect(
+                timeout, check=still_starting)
+        except QmpError as e:
+            raise QmpError("connect", f"no QMP connection after {timeout:g}s ({e.error})",
+                           self.name, f"see {self.stderr_log}") from None
 
     @property
     def pid(self) -> int | None:
@@ -231,7 +237,7 @@ class Machine:
         except FileNotFoundError:
             return ""
 
-    def wait_for_marker(self, text: str = "labfixtures: ready", timeout: float = 60.0,
+    def wait_for_marker(self, text: str = READY_MARKER, timeout: float = 60.0,
                         poll: float = 0.01) -> float:
         """Tail the serial log until TEXT appears; returns seconds since QEMU started."""
         needle = text.encode()
@@ -248,18 +254,20 @@ class Machine:
                 tail = buf[-len(needle):]
             if not self.running:
                 rc = self.proc.returncode if self.proc else None
-                raise LabError(
+                raise BootError(
+                    self.name, text,
                     f"machine {self.name} stopped (exit {rc}) before printing {text!r}; "
                     f"serial console ends with:\n{self.serial_text()[-1500:]}",
-                    f"see {self.serial_log} and {self.stderr_log}")
+                    f"see {self.serial_log} and {self.stderr_log}", exitcode=rc, stopped=True)
             if time.monotonic() > deadline:
-                raise LabError(
+                raise BootError(
+                    self.name, text,
                     f"machine {self.name} did not print {text!r} within {timeout:g}s; "
                     f"serial console ends with:\n{self.serial_text()[-1500:]}",
-                    f"see {self.serial_log}; is the image's init failing?")
+                    f"see {self.serial_log}; is the image's init failing?", timeout=timeout)
             time.sleep(poll)
 
-    def boot(self, marker: str = "labfixtures: ready", timeout: float = 300.0,
+    def boot(self, marker: str = READY_MARKER, timeout: float = 300.0,
              attempts: int = 2) -> float:
         """Start and wait for MARKER; if it does not come within TIMEOUT, restart QEMU (up
         to ATTEMPTS starts in all). Under TCG on an overloaded host a full distribution
@@ -267,15 +275,13 @@ class Machine:
         ramdisk" (once in a CI run); a second start went through. Each stalled attempt's
         serial console is kept as NAME.serial.log.N and named in a warning, so a real
         regression still shows (and fails once every attempt has stalled)."""
-        import warnings
-
         for attempt in range(1, attempts + 1):
             self.start()
             try:
                 return self.wait_for_marker(marker, timeout=timeout)
-            except LabError as e:
+            except BootError as e:
                 self.stop()
-                if attempt == attempts or "stopped (exit" in e.problem:
+                if attempt == attempts or e.stopped:
                     raise
                 kept = self.serial_log.with_name(f"{self.serial_log.name}.{attempt}")
                 shutil.copyfile(self.serial_log, kept)
@@ -287,15 +293,11 @@ class Machine:
 
     # -- QMP / HMP -----------------------------------------------------------------------
 
-    def qmp(self, command: str, **args: object) -> object:
-        """Run a QMP command and return its 'return' value (LabError on QMP errors)."""
+    def qmp(self, command: str, **args: object) -> Any:
+        """Run a QMP command and return its 'return' value (QmpError if it fails)."""
         if self._qmp is None:
-            raise LabError(f"machine {self.name} has no QMP connection", "start() it first")
-        try:
-            return self._qmp.cmd(command, **args)
-        except Exception as e:
-            raise LabError(f"QMP {command} on machine {self.name} failed: {e}",
-                           "see the QEMU log in the run directory") from e
+            raise QmpError(command, "no QMP connection", self.name, "start() it first")
+        return self._qmp.command(command, **args)
 
     def hmp(self, command: str) -> str:
         """A human monitor command (savevm, loadvm, info ...) through QMP."""
@@ -313,13 +315,13 @@ class Machine:
         pd = self.spec.powerdown_timeout if powerdown_timeout is None else powerdown_timeout
         try:
             if proc.poll() is None and self._qmp is not None and pd > 0:
-                with contextlib.suppress(Exception):
-                    self._qmp.cmd("system_powerdown")
+                with contextlib.suppress(QmpError):
+                    self._qmp.command("system_powerdown")
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(pd)
             if proc.poll() is None and self._qmp is not None:
-                with contextlib.suppress(Exception):
-                    self._qmp.cmd("quit")
+                with contextlib.suppress(QmpError):
+                    self._qmp.command("quit")
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(quit_timeout)
             for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 10.0)):
@@ -330,8 +332,7 @@ class Machine:
                         proc.wait(wait)
         finally:
             if self._qmp is not None:
-                with contextlib.suppress(Exception):
-                    self._qmp.close()
+                self._qmp.close()
                 self._qmp = None
             self.pidfile.unlink(missing_ok=True)
             if self.spec.qmp_socket is not None:

@@ -28,6 +28,9 @@ PROFILES: dict[str, str] = {
     "pc": "i440FX with a PCI bus: lspci-style checks",
     "q35": "Q35 with PCIe",
 }
+#: the line a labfixtures guest image prints on its serial console once it is ready; the
+#: machine waits for it (`Machine.boot`), the images print it (guestimages imports it)
+READY_MARKER = "labfixtures: ready"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from labfixtures.core import netns
-from labfixtures.errors import LabError
+from labfixtures.errors import HostResourceError
 
 pytestmark = pytest.mark.root
 
@@ -66,9 +66,9 @@ def test_missing_qemu_img_is_reported(monkeypatch, tmp_path):
 
     (tmp_path / "base.qcow2").write_bytes(b"")
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(LabError) as e:
+    with pytest.raises(HostResourceError) as e:
         images.create_overlay(tmp_path / "base.qcow2", tmp_path / "overlay.qcow2")
-    assert "qemu-img" in e.value.problem
+    assert (e.value.kind, e.value.resource) == ("binary", "qemu-img")
     assert "apt-get install qemu-utils" in e.value.remedy
     assert not (tmp_path / "overlay.qcow2").exists()
 
@@ -77,6 +77,7 @@ def test_missing_qemu_is_reported(monkeypatch, tmp_path):
     from labfixtures.qemu import accel
 
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(LabError) as e:
+    with pytest.raises(HostResourceError) as e:
         accel.qemu_binary()
+    assert (e.value.kind, e.value.resource) == ("binary", "qemu-system-x86_64")
     assert "apt-get install qemu-system-x86" in e.value.remedy

@@ -14,9 +14,10 @@ import pytest
 from labfixtures import guestimages
 from labfixtures.core import netns, runner
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.errors import LabError
+from labfixtures.errors import BootError, LabError
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec
+from labfixtures.qemu.launch import LaunchInfo
 
 pytestmark = [
     pytest.mark.vm,
@@ -77,6 +78,12 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, private_ns, make_ta
             Machine(other, tmp_path, netns=private_ns).start()
         assert (tmp_path / "vm0.cmdline").read_text().count("ip netns exec") == 1
         assert int((tmp_path / "vm0.pid").read_text()) == m.pid
+        launch = LaunchInfo.read(tmp_path, "vm0")
+        assert launch is not None and launch == m.launch
+        assert launch.pid == m.pid and launch.netns == private_ns
+        assert launch.accel == m.accel.name and launch.accel_reason == m.accel.reason
+        assert launch.qemu_version[:1].isdigit()
+        assert launch.command_line() == (tmp_path / "vm0.cmdline").read_text().splitlines()[-1]
     assert not m.running
     assert not (tmp_path / "vm0.pid").exists()
 
@@ -118,8 +125,10 @@ def test_boot_restarts_a_stalled_machine_once_then_fails(tiny, private_ns, tmp_p
     spec = MachineSpec.from_image("stall", tiny, profile="fast", nics=[])
     m = Machine(spec, tmp_path, netns=private_ns)
     with pytest.warns(UserWarning, match="attempt 1/2, serial log kept in .*stall.serial.log.1"), \
-            pytest.raises(LabError, match="did not print 'never printed' within 1.5s"):
+            pytest.raises(BootError) as e:
         m.boot("never printed", timeout=1.5, attempts=2)
+    assert (e.value.machine, e.value.marker, e.value.timeout) == ("stall", "never printed", 1.5)
+    assert not e.value.stopped
     assert (tmp_path / "stall.serial.log.1").exists()
     assert not m.running
     assert netns.pids(private_ns) == []
