@@ -52,7 +52,6 @@ from assertions import (
 )
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.lab import labfile as topology
-from labfixtures.lab.vm import VmNic
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -71,14 +70,15 @@ def eui64(mac: str) -> str:
 
 @pytest.fixture
 def table1(lab, lab_vm):
-    spec = topology.load(LAB_FILE)
-    topology.build_network(spec, lab)
-    sw0 = lab.switches["sw0"]
     # On the userspace datapath, the lab host's kernel also receives what the VM sends on
     # tap2 and, by default (arp_ignore=0), answers ARP for 203.0.113.129 there with tap2's
     # MAC, racing the SVI's answer (ARP flux). With the guide's kernel datapath tap2 is an
     # OVS port the stack never sees; arp_ignore=1 gives the same behaviour here.
     lab.sysctl("net.ipv4.conf.all.arp_ignore", 1)
+    # the lab file's switch, SVI, tap and VM (booted by lab_vm, from a checkpoint when
+    # one fits), with the file's NIC settings as written
+    built = topology.build(topology.load(LAB_FILE), lab, make_vm=lab_vm)
+    sw0 = built.switches["sw0"]
     # Table 1's upstream side: the lab host's eth0 and the router, its default gateway
     router = lab.veth_host("eth0", addresses=[f"{ROUTER}/26"], gateway=HOST_ETH0)
     lab.nl.add_address("eth0", f"{HOST_ETH0}/26")
@@ -86,10 +86,7 @@ def table1(lab, lab_vm):
     intruder = lab.veth_host("vlan3", sw0, tag=3, addresses=["203.0.113.131/26"],
                              gateway=GATEWAY)
     trunk = lab.veth_host("trunk", sw0, trunks=[2, 3])
-    (vdef,) = spec.vms.values()
-    vm = lab_vm(vdef.name, image=vdef.image, memory=vdef.memory, profile=vdef.profile,
-                nics=[VmNic(tap=n.tap, addresses=n.addresses, gateway=n.gateway)
-                      for n in vdef.nics])
+    (vm,) = built.vms.values()
     return SimpleNamespace(lab=lab, sw0=sw0, vm=vm, router=router, intruder=intruder,
                            trunk=trunk, svi=(lab, "sw0-vlan2"))
 

@@ -47,7 +47,7 @@ class Result:
         return self
 
 
-def _sockaddr(host: str, port: int) -> tuple[int, tuple]:
+def _sockaddr(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
     """Resolve HOST (IPv4, IPv6, `fe80::1%ifname`) in the current namespace."""
     addr, _, scope = host.partition("%")
     try:
@@ -55,7 +55,8 @@ def _sockaddr(host: str, port: int) -> tuple[int, tuple]:
                                    flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)
-    family, _, _, _, sa = infos[0]
+    family, _, _, _, found = infos[0]
+    sa: tuple[Any, ...] = tuple(found)
     if family == socket.AF_INET6 and scope:
         try:
             scope_id = int(scope) if scope.isdigit() else socket.if_nametoindex(scope)
@@ -264,15 +265,13 @@ def _backend_for(conn: GuestSSH) -> Any:
     through us when testinfra drops a dead transport)."""
     from testinfra.backend.paramiko import ParamikoBackend
 
-    class LabParamikoBackend(ParamikoBackend):
-        NAME = "labfixtures"
+    def client(self: Any) -> paramiko.SSHClient:
+        return conn.client
 
-        @property  # type: ignore[override]
-        def client(self) -> paramiko.SSHClient:
-            return conn.client
+    def forget_client(self: Any) -> None:
+        conn.close()
 
-        @client.deleter
-        def client(self) -> None:
-            conn.close()
-
-    return LabParamikoBackend(f"paramiko://{conn.user}@guest")
+    # made with type(): ParamikoBackend is untyped, a class statement would subclass Any
+    backend = type("LabParamikoBackend", (ParamikoBackend,),
+                   {"NAME": "labfixtures", "client": property(client, None, forget_client)})
+    return backend(f"paramiko://{conn.user}@guest")

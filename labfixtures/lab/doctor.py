@@ -12,6 +12,12 @@ import platform
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from labfixtures.core import netns
+from labfixtures.core.naming import PREFIX
+from labfixtures.net.ovs import kernel_datapath_available
+from labfixtures.qemu import accel
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -70,9 +76,7 @@ def check_group(name: str = "kvm") -> Check:
 def check_namespaces() -> Check:
     if os.geteuid() != 0:
         return Check("network namespaces", FAIL, "cannot be tested without root", "run as root")
-    from labfixtures.core import netns
-
-    name = f"lf-doctor-{os.getpid()}"
+    name = f"{PREFIX}doctor-{os.getpid()}"
     try:
         netns.create(name)
         netns.delete(name)
@@ -83,8 +87,6 @@ def check_namespaces() -> Check:
 
 
 def check_ovs() -> list[Check]:
-    from labfixtures.net.ovs import kernel_datapath_available
-
     missing = [t for t in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl")
                if not (shutil.which(t) or os.path.exists(f"/usr/sbin/{t}"))]
     if missing:
@@ -116,8 +118,6 @@ def check_qemu() -> list[Check]:
                             "apt-get install qemu-utils"))
     if checks[0].status == OK:
         try:
-            from labfixtures.qemu import accel
-
             info = accel.detect()
             status = OK if info.name == "kvm" else WARN
             remedy = "" if status == OK else ("VMs run under TCG (slower); use a host with "
@@ -154,5 +154,5 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def as_json(checks: list[Check]) -> dict:
+def as_json(checks: list[Check]) -> dict[str, Any]:
     return {"can_run": verdict(checks), "checks": [asdict(c) for c in checks]}

@@ -35,7 +35,7 @@ from labfixtures.lab.labhost import LabHost
 from labfixtures.lab.switch import Switch
 from labfixtures.lab.veth import HostSpec, VethHost, link_hosts, no_dad, remove_hosts
 from labfixtures.lab.vm import VM, VmNic, VmOptions
-from labfixtures.lab.vmhost import KNOWN_HOSTS, tap_name, tap_scope
+from labfixtures.lab.vmhost import KNOWN_HOSTS, check_taps, tap_name, tap_scope
 from labfixtures.net import probes
 from labfixtures.net.netlink import Address, Neighbour, Netlink, Route, check_ifname
 from labfixtures.net.ovs import OvsServer, resolve_datapath
@@ -339,8 +339,8 @@ class Lab:
         opts = VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
                          hostname=hostname,
                          extra_args=list(args.str_list(extra_args, "extra_args", "-snapshot")))
+        check_taps(self, name, [n.tap for n in nics if not n.user and n.tap is not None])
         vm = VM(self, name, list(nics), opts)
-        vm.check_taps()
         self.ledger.push(f"VM {name} record", lambda: self._s.vms.pop(name, None))
         self.ledger.push(f"VM {name} overlay", vm.remove_overlay)
         self.ledger.push(f"VM {name}", vm.stop)

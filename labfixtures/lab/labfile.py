@@ -22,6 +22,9 @@ key and the fix, then built on a lab host.
             gateway: 203.0.113.129
           - user: {}                   # user-mode networking, SSH forwarded from 2200+N
 
+`load()`/`parse()` validate (labcheck.py holds the checks) into a `LabFile` (labspec.py);
+`build()` builds it on a lab (build.py); `open_lab()` does both on a new lab.
+
 A port is an access port with `vlan: V`, a trunk with `trunks: [V, ...]` (and optionally
 `native: V`), or a trunk of every VLAN with neither.
 """
@@ -29,241 +32,33 @@ A port is an access port with `vlan: V`, a trunk with `trunks: [V, ...]` (and op
 from __future__ import annotations
 
 import difflib
-import ipaddress
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from labfixtures.errors import LabError, LabFileError  # LabFileError: re-exported
+from labfixtures.guestimages import RECIPES
+from labfixtures.lab.build import BuiltLab, build, build_network, vm_arguments, vm_nic
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.labcheck import PORT_KEYS, Checker, check_gateway
+from labfixtures.lab.labspec import (
+    HostDef,
+    LabFile,
+    NicDef,
+    PortDef,
+    SviDef,
+    SwitchDef,
+    TapDef,
+    VmDef,
+)
+from labfixtures.net.ovs import DATAPATHS
 from labfixtures.qemu.spec import PROFILES
 
-if TYPE_CHECKING:
-    from labfixtures.lab.lab import Lab
-
-
-@dataclass(frozen=True)
-class PortDef:
-    vlan: int | None = None
-    trunks: tuple[int, ...] = ()
-    native: int | None = None
-
-
-@dataclass(frozen=True)
-class SviDef:
-    vlan: int
-    addresses: tuple[str, ...] = ()
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class SwitchDef:
-    name: str
-    svis: tuple[SviDef, ...] = ()
-
-
-@dataclass(frozen=True)
-class TapDef:
-    number: int
-    switch: str | None = None
-    port: PortDef = PortDef()
-    group: str | None = None
-    multi_queue: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"tap{self.number}"
-
-
-@dataclass(frozen=True)
-class HostDef:
-    name: str
-    switch: str | None = None
-    port: PortDef = PortDef()
-    addresses: tuple[str, ...] = ()
-    gateway: str | None = None
-    mac: str | None = None
-
-
-@dataclass(frozen=True)
-class NicDef:
-    kind: str  # "tap" or "user"
-    tap: int | None = None
-    addresses: tuple[str, ...] = ()
-    gateway: str | None = None
-    dhcp: bool = False
-    ssh_port: int | None = None
-    mac: str | None = None
-
-
-@dataclass(frozen=True)
-class VmDef:
-    name: str
-    image: str = "tiny"
-    memory: int = 256
-    vcpus: int = 1
-    profile: str = "fast"
-    nics: tuple[NicDef, ...] = ()
-
-
-@dataclass
-class LabFile:
-    name: str
-    source: str = "<lab file>"
-    datapath: str = "auto"
-    forwarding: bool = False
-    switches: dict[str, SwitchDef] = field(default_factory=dict)
-    taps: list[TapDef] = field(default_factory=list)
-    hosts: dict[str, HostDef] = field(default_factory=dict)
-    vms: dict[str, VmDef] = field(default_factory=dict)
-
-    @property
-    def labid(self) -> str:
-        return f"lf-{self.name}"
-
-
-# -- validation helpers ----------------------------------------------------------------------
-
-class _V:
-    """Walks the YAML tree, keeping the dotted key path for error messages."""
-
-    #: a file with more mistakes than this is reported with the first ones only
-    MAX_MISTAKES = 20
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.mistakes: list[LabFileError] = []
-
-    def fail(self, key: str, problem: str, fix: str) -> LabFileError:
-        return LabFileError(self.source, key, problem, fix)
-
-    @contextmanager
-    def each(self) -> Iterator[None]:
-        """Validate one item; a mistake in it is kept and the walk goes on with the next."""
-        try:
-            yield
-        except LabFileError as e:
-            self.mistakes.extend(e.mistakes)
-            if len(self.mistakes) >= self.MAX_MISTAKES:
-                raise LabFileError.several(self.mistakes) from None
-
-    def done(self, since: int = 0) -> None:
-        """Raise the mistakes found since mark SINCE (a length of `mistakes`), if any."""
-        if len(self.mistakes) > since:
-            found = self.mistakes[since:]
-            del self.mistakes[since:]
-            raise LabFileError.several(found)
-
-    def mapping(self, value: Any, key: str, allowed: set[str],
-                required: tuple[str, ...] = ()) -> dict:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {type(value).__name__} {value!r}",
-                            f"write `{key.rsplit('.', 1)[-1]}:` followed by indented keys")
-        prefix = "" if key == "(top)" else f"{key}."
-        found = []
-        for k in value:
-            if k not in allowed:
-                close = difflib.get_close_matches(str(k), sorted(allowed), n=1)
-                hint = f"did you mean `{close[0]}`?" if close else \
-                    f"allowed keys: {', '.join(sorted(allowed))}"
-                found.append(self.fail(f"{prefix}{k}", "unknown key", hint))
-        for k in required:
-            if k not in value:
-                where = "at the top of the file" if key == "(top)" else f"under `{key}`"
-                found.append(self.fail(f"{prefix}{k}", "missing", f"add `{k}:` {where}"))
-        if found:
-            raise LabFileError.several(found)
-        return value
-
-    def list_(self, value: Any, key: str) -> list:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.fail(key, f"expected a list, got {value!r}",
-                            f"write each item on its own line starting with `- ` under {key}")
-        return value
-
-    def int_(self, value: Any, key: str, lo: int, hi: int, what: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"{value!r} is not a whole number", f"give {what}")
-        if not lo <= value <= hi:
-            raise self.fail(key, f"{value} is out of range", f"give {what} ({lo} to {hi})")
-        return value
-
-    def bool_(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"{value!r} is not true or false", "write true or false")
-        return value
-
-    def vlan(self, value: Any, key: str) -> int:
-        return self.int_(value, key, 1, 4094, "a VLAN id")
-
-    def cidr(self, value: Any, key: str) -> str:
-        try:
-            iface = ipaddress.ip_interface(str(value))
-        except ValueError:
-            raise self.fail(key, f"{value!r} is not an address with a prefix",
-                            "write it like 203.0.113.130/26") from None
-        if "/" not in str(value):
-            raise self.fail(key, f"{value} has no prefix length",
-                            f"write it with its prefix, e.g. {value}/26")
-        return str(iface)
-
-    def ip(self, value: Any, key: str) -> str:
-        try:
-            return str(ipaddress.ip_address(str(value)))
-        except ValueError:
-            raise self.fail(key, f"{value!r} is not an IP address",
-                            "write a plain address such as 203.0.113.129") from None
-
-    def name(self, value: Any, key: str, maxlen: int = 15) -> str:
-        if not isinstance(value, str) or not re.fullmatch(
-                rf"[A-Za-z][A-Za-z0-9_.-]{{0,{maxlen - 1}}}", value):
-            raise self.fail(key, f"{value!r} is not a usable name",
-                            f"start with a letter; letters, digits, '-', '_', '.'; "
-                            f"{maxlen} characters at most")
-        return value
-
-    def port(self, d: dict, key: str) -> PortDef:
-        vlan = self.vlan(d["vlan"], f"{key}.vlan") if "vlan" in d else None
-        trunks = tuple(self.vlan(v, f"{key}.trunks[{i}]")
-                       for i, v in enumerate(self.list_(d.get("trunks"), f"{key}.trunks")))
-        native = self.vlan(d["native"], f"{key}.native") if "native" in d else None
-        if vlan is not None and (trunks or native is not None):
-            raise self.fail(f"{key}.vlan", "an access port (vlan) cannot also be a trunk",
-                            "keep `vlan:` for an access port, or `trunks:`/`native:` for a "
-                            "trunk")
-        return PortDef(vlan, trunks, native)
-
-
-PORT_KEYS = {"switch", "vlan", "trunks", "native"}
-
-
-def check_gateway(v: _V, key: str, gateway: str | None, addresses: tuple[str, ...],
-                  dhcp: bool = False) -> None:
-    """A gateway must be on a subnet of one of the NIC's addresses (or link-local)."""
-    if gateway is None:
-        return
-    gw = ipaddress.ip_address(gateway)
-    if gw.version == 6 and gw.is_link_local:
-        return
-    nets = [ipaddress.ip_interface(a).network for a in addresses]
-    if any(gw in n for n in nets if n.version == gw.version):
-        return
-    if not nets:
-        if dhcp:
-            return
-        raise v.fail(key, f"gateway {gateway} is given but the NIC has no address",
-                     "add an address on the gateway's subnet under `addresses:`, "
-                     f"e.g. {gw + 1}/{'26' if gw.version == 4 else '64'}")
-    raise v.fail(key, f"gateway {gateway} is on none of the NIC's subnets "
-                 f"({', '.join(str(n) for n in nets)}): the default route could not be set",
-                 "give a gateway inside one of those subnets (in the guide's Table 1, "
-                 "203.0.113.129 for 203.0.113.130/26), or fix the address")
+__all__ = ["DATAPATHS", "BuiltLab", "HostDef", "LabFile", "LabFileError", "NicDef", "PortDef",
+           "SviDef", "SwitchDef", "TapDef", "VmDef", "build", "build_network", "check_name",
+           "load", "open_lab", "parse", "vm_arguments", "vm_nic"]
+_V = Checker  # the name it had
 
 
 def parse(data: Any, source: str = "<lab file>") -> LabFile:
@@ -271,17 +66,13 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
 
     Every mistake is reported at once (up to `_V.MAX_MISTAKES`), not only the first.
     """
-    # imported here, not at the top: the recipe list pulls in the image builders, which
-    # `labctl`'s lab-file commands need anyway but a unit test of the parser does not
-    from labfixtures.guestimages import RECIPES
-
-    v = _V(source)
+    v = Checker(source)
     top = v.mapping(data, "(top)", {"name", "datapath", "forwarding", "switches", "taps",
                                     "hosts", "vms"}, required=("name",))
     lab = LabFile(name=v.name(top["name"], "name", maxlen=40), source=source)
     with v.each():
         lab.datapath = top.get("datapath", "auto")
-        if lab.datapath not in ("auto", "system", "netdev"):
+        if lab.datapath not in DATAPATHS:
             raise v.fail("datapath", f"{lab.datapath!r} is not a datapath",
                          "use auto, system (kernel module) or netdev (userspace)")
     with v.each():
@@ -309,7 +100,7 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
                         name=v.name(svi["name"], f"{k}.name") if "name" in svi else None))
         lab.switches[sname] = SwitchDef(sname, tuple(svis))
 
-    def switch_ref(d: dict, key: str) -> str | None:
+    def switch_ref(d: dict[str, Any], key: str) -> str | None:
         s = d.get("switch")
         if s is not None and s not in lab.switches:
             known = ", ".join(lab.switches) or "none declared"
@@ -378,7 +169,7 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
     return lab
 
 
-def _vm(v: _V, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | None,
+def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | None,
         used_taps: dict[int, str], recipes: Any) -> VmDef:
     v.name(vname, key)
     vm = v.mapping(vm, key, {"image", "memory", "vcpus", "profile", "nics"})
@@ -418,7 +209,7 @@ def _vm(v: _V, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | None,
                  tuple(nics))
 
 
-def _nic(v: _V, k: str, nic: Any, seen_taps: dict[int, str] | None, used_taps: dict[int, str],
+def _nic(v: Checker, k: str, nic: Any, seen_taps: dict[int, str] | None, used_taps: dict[int, str],
          vm_key: str) -> NicDef:
     nic = v.mapping(nic, k, {"tap", "user", "addresses", "gateway", "dhcp", "mac"})
     if ("tap" in nic) == ("user" in nic):
@@ -472,27 +263,24 @@ def load(path: str | Path) -> LabFile:
     return parse(data, str(p))
 
 
-# -- building ----------------------------------------------------------------------------
+def check_name(name: str, source: str = "--name") -> str:
+    """NAME as a lab name (the `name:` of a lab file, or `labctl up --name`)."""
+    return Checker(source).name(name, source, maxlen=40)
 
-def build_network(spec: LabFile, lab: Lab) -> None:
-    """Switches, SVIs, forwarding, taps and veth hosts of SPEC, on LAB (VMs come after)."""
-    from labfixtures.lab.lab import HostSpec
 
-    for sw in spec.switches.values():
-        switch = lab.switch(sw.name)
-        for svi in sw.svis:
-            switch.svi(svi.vlan, *svi.addresses, name=svi.name)
-    if spec.forwarding:
-        lab.enable_forwarding()
-    for tap in spec.taps:
-        lab.tap(tap.number, group=tap.group, multi_queue=tap.multi_queue)
-        if tap.switch:
-            lab.switches[tap.switch].add_port(tap.name, tag=tap.port.vlan,
-                                              trunks=tap.port.trunks, native=tap.port.native)
-    by_switch: dict[str | None, list[HostSpec]] = {}
-    for h in spec.hosts.values():
-        by_switch.setdefault(h.switch, []).append(HostSpec(
-            h.name, tag=h.port.vlan, trunks=h.port.trunks, native=h.port.native,
-            addresses=h.addresses, gateway=h.gateway, mac=h.mac))
-    for sw_name, hosts in by_switch.items():
-        lab.veth_hosts(hosts, lab.switches[sw_name] if sw_name else None)
+def open_lab(file: str | Path | LabFile, *, name: str | None = None,
+             progress: Callable[[str], object] | None = None, **open_kw: Any) -> BuiltLab:
+    """A new lab named after FILE (a lab file's path, or one already loaded), or NAME,
+    with FILE built on it (VMs booted and answering SSH). `built.lab.close()` takes it
+    down; it is closed at once if the build fails. OPEN_KW go to `Lab.open()`."""
+    spec = file if isinstance(file, LabFile) else load(file)
+    if name:
+        spec = replace(spec, name=check_name(name))
+    if not isinstance(file, LabFile):
+        open_kw.setdefault("source", str(Path(file).resolve()))
+    lab = Lab.open(spec.labid, datapath=spec.datapath, **open_kw)
+    try:
+        return build(spec, lab, progress=progress)
+    except BaseException:
+        lab.close()
+        raise

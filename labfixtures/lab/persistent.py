@@ -2,29 +2,166 @@
 
 Such a lab outlives the `labctl up` process: its record is marked persistent (the reaper
 leaves it alone), Open vSwitch runs detached, QEMU runs in its own session. What later
-commands need to reach it is written to `lab.json` in the lab's run directory: each VM's
-SSH target, key and known-hosts file.
+commands need to reach it is written to `lab.json` in the lab's run directory (a
+`LabState`: each VM's SSH target, key, pid), and each VM's settings to its `vm.json` (a
+`VmState`).
+
+`PersistentLab.open(name)` finds such a lab again from its run directory. It is a
+`VmHost`: a `VM` can be started in it by another process (`labctl checkpoint restore`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from labfixtures.core import netns
+from labfixtures.core import naming, netns
 from labfixtures.errors import LabError
 from labfixtures.guests.ssh import GuestSSH
-from labfixtures.lab.lab import Lab
-from labfixtures.lab.labfile import build_network, load
-from labfixtures.lab.labhost import RUN_BASE, Record, destroy_lab
-from labfixtures.lab.vm import VmNic
+from labfixtures.lab.labfile import check_name, load, open_lab
+from labfixtures.lab.labhost import Record, destroy_lab
+from labfixtures.lab.state import LAB_STATE, VM_STATE, LabState, VmAccess, VmState
+from labfixtures.lab.vm import VM
+from labfixtures.lab.vmhost import KNOWN_HOSTS, tap_name, tap_scope
+from labfixtures.net.netlink import Netlink
+from labfixtures.net.ovs import OvsServer
 
-STATE = "lab.json"
+STATE = LAB_STATE  # the name it had
+
+
+class PersistentLab:
+    """A lab run by another process (`labctl up`), read from its run directory."""
+
+    def __init__(self, labid: str, rundir: Path) -> None:
+        self._labid = labid
+        self._rundir = rundir
+
+    @classmethod
+    def open(cls, name: str, run_base: Path | None = None) -> PersistentLab:
+        """The lab NAME (`seed` or `lf-seed`); a LabError if it has no run directory."""
+        lab_id = naming.labid(name)
+        rundir = naming.rundir(lab_id, run_base)
+        if not rundir.is_dir():
+            raise LabError(f"no lab named {lab_id!r}", "list labs with `labctl status`")
+        return cls(lab_id, rundir)
+
+    def __repr__(self) -> str:
+        return f"PersistentLab({self._labid!r})"
+
+    # -- the VmHost protocol ------------------------------------------------------------
+
+    @property
+    def labid(self) -> str:
+        return self._labid
+
+    @property
+    def ns(self) -> str:
+        return self._labid
+
+    @property
+    def rundir(self) -> Path:
+        return self._rundir
+
+    @property
+    def keep_overlays(self) -> Path | None:
+        return None
+
+    @property
+    def known_hosts(self) -> Path:
+        return self._rundir / KNOWN_HOSTS
+
+    def has_tap(self, number: int) -> bool:
+        if not netns.exists(self.ns):
+            return False
+        with Netlink(self.ns) as nl:
+            return nl.exists(tap_name(number))
+
+    def tap_user(self, number: int) -> str | None:
+        for name in self.vm_names():
+            with contextlib.suppress(LabError, OSError, ValueError):
+                if any(not n.user and n.tap == number for n in self.vm_state(name).nics):
+                    return name
+        return None
+
+    def ssh_scope(self, tap: int) -> str:
+        if not netns.exists(self.ns):
+            return tap_name(tap)
+        with Netlink(self.ns) as nl:
+            return tap_scope(self.ovs(), nl.exists, tap)
+
+    # -- what it holds ------------------------------------------------------------------
+
+    def ovs(self) -> OvsServer | None:
+        """A client of the lab's Open vSwitch database (None if it has none)."""
+        if not (self._rundir / "db.sock").exists():
+            return None
+        return OvsServer(self.ns, self._rundir, "netdev")
+
+    def record(self) -> Record | None:
+        try:
+            return Record.load(self._rundir / "record.json")
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def state(self) -> LabState:
+        """lab.json; a LabError if the lab was not started with `labctl up`."""
+        try:
+            return LabState.load(self._rundir / LAB_STATE)
+        except FileNotFoundError:
+            raise LabError(f"no lab named {self._labid!r} was started with `labctl up`",
+                           "list labs with `labctl status`") from None
+
+    def save_state(self, state: LabState) -> None:
+        state.save(self._rundir / LAB_STATE)
+
+    def vm_names(self) -> list[str]:
+        vms = self._rundir / "vms"
+        return sorted(d.name for d in vms.iterdir() if (d / VM_STATE).exists()) \
+            if vms.is_dir() else []
+
+    def vm_state(self, name: str) -> VmState:
+        """The VM's vm.json; a LabError if the lab has no such VM."""
+        try:
+            return VmState.load(self._rundir / "vms" / name / VM_STATE)
+        except FileNotFoundError:
+            raise LabError(f"lab {self._labid} has no VM {name!r} started by labfixtures",
+                           "check the name with `labctl status`") from None
+
+    def vm_access(self, name: str) -> VmAccess:
+        state = self.state()
+        try:
+            return state.vms[name]
+        except KeyError:
+            raise LabError(f"lab {self._labid} has no VM named {name!r}",
+                           f"its VMs: {', '.join(state.vms) or 'none'}") from None
+
+    def record_vm(self, vm: VM) -> None:
+        """Write VM's access (SSH target, pid...) into lab.json, adding or replacing it."""
+        path = self._rundir / LAB_STATE
+        state = LabState.load(path) if path.exists() else LabState(self._labid)
+        state.vms[vm.name] = access(vm)
+        state.save(path)
+
+    def ssh_client(self, name: str) -> GuestSSH:
+        """An SSH client (not connected yet) to VM NAME, from lab.json."""
+        v = self.vm_access(name)
+        return GuestSSH(v.host, v.port, user=v.user, key=v.key, netns=self.ns,
+                        known_hosts=self.known_hosts)
+
+
+def access(vm: VM) -> VmAccess:
+    """How `labctl` reaches VM later (lab.json)."""
+    host, port, _ = vm.ssh_target()
+    return VmAccess(host=host, port=port, key=str(vm.image.private_key), user="root",
+                    image=vm.image.name, mac=vm.nics[0].nic_spec().mac if vm.nics else None,
+                    pid=vm.machine.pid if vm.machine else None,
+                    serial_log=str(vm.serial_log) if vm.serial_log else None)
 
 
 def up(file: str | Path, name: str | None = None,
@@ -33,124 +170,69 @@ def up(file: str | Path, name: str | None = None,
     say = progress or (lambda _m: None)
     spec = load(file)
     if name:
-        from labfixtures.lab.labfile import _V
-
-        spec = replace(spec, name=_V(str(file)).name(name, "--name", maxlen=40))
+        spec = replace(spec, name=check_name(name, str(file)))
     t0 = time.monotonic()
-    lab = Lab.open(spec.labid, datapath=spec.datapath, persistent=True,
-                   source=str(Path(file).resolve()))
+    built = open_lab(spec, persistent=True, source=str(Path(file).resolve()),
+                     progress=lambda m: say(f"[{spec.labid}] {m}"))
     try:
-        say(f"[{spec.labid}] network: {len(spec.switches)} switch(es), {len(spec.taps)} "
-            f"tap(s), {len(spec.hosts)} host(s)")
-        build_network(spec, lab)
-        vms = []
-        for v in spec.vms.values():
-            nics = [VmNic(tap=n.tap, user=n.kind == "user", addresses=n.addresses,
-                          gateway=n.gateway, dhcp=n.dhcp, ssh_port=n.ssh_port, mac=n.mac)
-                    for n in v.nics]
-            vms.append(lab.vm(v.name, nics=nics, image=v.image, memory=v.memory,
-                              vcpus=v.vcpus, profile=v.profile, start=False))
-        for vm in vms:
-            say(f"[{spec.labid}] booting {vm.name} ({vm.image.name}, {vm.opts.profile})")
-            vm.start(wait=False)
-        for vm in vms:
-            assert vm.machine is not None
-            vm.boot_seconds = vm.machine.wait_for_marker(
-                vm.image.facts.get("marker", "labfixtures: ready"), timeout=300)
-            vm.run("true", check=True)
-            say(f"[{spec.labid}] {vm.name} answers SSH at {vm.ssh_target()[0]} "
-                f"({vm.boot_seconds:.1f} s)")
+        state = LabState(spec.labid)
+        for vm in built.vms.values():
             vm.stop_ssh()
-        _write_state(lab, vms)
+            state.vms[vm.name] = access(vm)
+        state.save(built.lab.rundir / LAB_STATE)
     except BaseException:
-        lab.close()
+        built.lab.close()
         raise
     say(f"[{spec.labid}] up in {time.monotonic() - t0:.1f} s")
     return spec.labid
 
 
-def _write_state(lab: Lab, vms: list) -> None:
-    state = {
-        "labid": lab.labid,
-        "vms": {vm.name: {
-            "host": vm.ssh_target()[0], "port": vm.ssh_target()[1],
-            "key": str(vm.image.private_key), "user": "root",
-            "image": vm.image.name, "mac": vm.nics[0].nic_spec().mac,
-            "pid": vm.machine.pid if vm.machine else None,
-            "serial_log": str(vm.serial_log) if vm.serial_log else None,
-        } for vm in vms},
-    }
-    (lab.rundir / STATE).write_text(json.dumps(state, indent=1))
-
-
-def _state(labid: str) -> dict:
-    path = RUN_BASE / labid / STATE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LabError(f"no lab named {labid!r} was started with `labctl up`",
-                       "list labs with `labctl status`") from None
-
-
 def down(labid: str) -> list[str]:
-    if not (RUN_BASE / labid).exists() and not netns.exists(labid):
+    if not naming.rundir(labid).exists() and not netns.exists(labid):
         raise LabError(f"no lab named {labid!r}", "list labs with `labctl status`")
     return destroy_lab(labid)
 
 
 def describe(labid: str) -> str:
-    rundir = RUN_BASE / labid
-    if not rundir.exists():
-        raise LabError(f"no lab named {labid!r}", "list labs with `labctl status`")
-    lines = []
-    try:
-        rec = Record.load(rundir / "record.json")
-        lines.append(f"lab {labid}: from {rec.source or '?'}"
-                     + (" (persistent)" if rec.persistent else f" (owner pid {rec.pid})"))
-    except (OSError, ValueError, TypeError):
-        lines.append(f"lab {labid}")
-    state = json.loads((rundir / STATE).read_text()) if (rundir / STATE).exists() else {}
-    for name, v in state.get("vms", {}).items():
-        alive = v.get("pid") and os.path.exists(f"/proc/{v['pid']}")
+    lab = PersistentLab.open(labid)
+    rec = lab.record()
+    lines = [f"lab {lab.labid}: from {rec.source or '?'}"
+             + (" (persistent)" if rec.persistent else f" (owner pid {rec.pid})")
+             if rec is not None else f"lab {lab.labid}"]
+    state = LabState(lab.labid)
+    with contextlib.suppress(LabError, OSError, ValueError):
+        state = lab.state()
+    for name, v in state.vms.items():
+        alive = v.pid is not None and os.path.exists(f"/proc/{v.pid}")
         lines.append(f"  VM {name}: {'running' if alive else 'NOT RUNNING'}, image "
-                     f"{v['image']}, MAC {v['mac']}, ssh root@{v['host']}"
-                     + (f" port {v['port']}" if v["port"] != 22 else "")
-                     + f" (labctl ssh {labid.removeprefix('lf-')} {name})")
-    if (rundir / "db.sock").exists():
-        import subprocess
-
-        out = subprocess.run(["ovs-vsctl", f"--db=unix:{rundir}/db.sock", "show"],
-                             capture_output=True, text=True, timeout=10).stdout
-        lines.append(out.rstrip())
+                     f"{v.image}, MAC {v.mac}, ssh root@{v.host}"
+                     + (f" port {v.port}" if v.port != 22 else "")
+                     + f" (labctl ssh {naming.short_name(lab.labid)} {name})")
+    ovs = lab.ovs()
+    if ovs is not None:
+        with contextlib.suppress(LabError):
+            lines.append(ovs.vsctl("show", timeout=10).rstrip())
     return "\n".join(lines)
 
 
 def ssh(labid: str, vm: str, command: list[str]) -> int:
     """Run COMMAND in VM (exit with its status), or open an interactive shell."""
-    state = _state(labid)
-    try:
-        v = state["vms"][vm]
-    except KeyError:
-        raise LabError(f"lab {labid} has no VM named {vm!r}",
-                       f"its VMs: {', '.join(state['vms']) or 'none'}") from None
-    known_hosts = RUN_BASE / labid / "known_hosts"
+    lab = PersistentLab.open(labid)
     if command:
-        with GuestSSH(v["host"], v["port"], user=v["user"], key=v["key"], netns=labid,
-                      known_hosts=known_hosts) as c:
+        with lab.ssh_client(vm) as c:
             res = c.run(" ".join(command), timeout=3600)
         print(res.stdout, end="")
         if res.stderr:
-            import sys
-
             print(res.stderr, end="", file=sys.stderr)
         return res.exit_status
+    v = lab.vm_access(vm)
     client = shutil.which("ssh")
     if client is None:
         raise LabError("an interactive shell needs the OpenSSH client",
                        "apt-get install openssh-client, or give a command: "
                        f"labctl ssh {labid} {vm} -- CMD")
-    argv = ["ip", "netns", "exec", labid, client, "-i", v["key"], "-p", str(v["port"]),
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
-            f"{v['user']}@{v['host']}"]
+    argv = ["ip", "netns", "exec", lab.ns, client, "-i", v.key, "-p", str(v.port),
+            "-o", f"UserKnownHostsFile={lab.known_hosts}",
+            "-o", "StrictHostKeyChecking=accept-new", f"{v.user}@{v.host}"]
     os.execvp(argv[0], argv)
     return 0  # not reached

@@ -109,9 +109,17 @@ class VM(Guest):
             self.ssh(deadline=timeout)
             self.boot_seconds = self.machine.uptime()
         elif wait:
-            self.boot_seconds = self.machine.wait_for_marker(
-                self.image.facts.get("marker", "labfixtures: ready"), timeout=timeout)
+            self.wait_ready(timeout)
         return self
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Wait for the guest's ready marker on its console (after `start(wait=False)`);
+        returns the seconds it took to boot (also in `boot_seconds`)."""
+        if self.machine is None:
+            raise LabError(f"VM {self.name} is not started", "call vm.start() first")
+        self.boot_seconds = self.machine.wait_for_marker(
+            self.image.facts.get("marker", "labfixtures: ready"), timeout=timeout)
+        return self.boot_seconds
 
     def stop(self) -> None:
         self.stop_ssh()

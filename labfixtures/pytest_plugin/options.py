@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from labfixtures.net.ovs import DATAPATHS
+
 ATTACH_PASSWORD_VAR = "LABFIXTURES_ATTACH_PASSWORD"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("labfixtures", "network labs (labfixtures)")
-    group.addoption("--lab-datapath", choices=("auto", "system", "netdev"), default="auto",
+    group.addoption("--lab-datapath", choices=DATAPATHS, default="auto",
                     help="Open vSwitch datapath: the kernel one (system), userspace "
                          "(netdev), or auto: system when the openvswitch module is loaded")
     group.addoption("--lab-no-reap", action="store_true",
