@@ -8,8 +8,11 @@
 """
 
 from labfixtures.errors import LabError
-from labfixtures.lab.lab import HostSpec, Lab, Switch, VethHost
-from labfixtures.lab.vm import VM, VmNic
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.switch import Switch
+from labfixtures.lab.veth import HostSpec, VethHost
+from labfixtures.lab.vm import VM
+from labfixtures.lab.vmspec import VmNic
 from labfixtures.net.ovs import PortSpec
 
 __all__ = ["VM", "HostSpec", "Lab", "LabError", "PortSpec", "Switch", "VethHost", "VmNic"]

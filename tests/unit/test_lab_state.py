@@ -8,7 +8,9 @@ import pytest
 from labfixtures.errors import LabError
 from labfixtures.lab.build import vm_arguments
 from labfixtures.lab.labfile import parse
+from labfixtures.lab.persistent import PersistentLab
 from labfixtures.lab.state import LabState, VmAccess, VmState
+from labfixtures.lab.vmhost import VmHost
 from labfixtures.lab.vmspec import VmNic
 
 V1 = {"name": "vm0", "image": "tiny", "recipe_hash": "abc",
@@ -65,3 +67,22 @@ def test_a_lab_file_nic_keeps_dhcp_ssh_port_and_mac():
     tap, user = kw["nics"]
     assert tap == VmNic(tap=2, dhcp=True, mac="52:54:00:00:00:02")
     assert user.user and user.ssh_port == 2222 and user.dhcp
+
+
+def test_a_persistent_lab_is_read_from_its_run_directory(tmp_path):
+    with pytest.raises(LabError, match="no lab named 'lf-seed'"):
+        PersistentLab.open("seed", run_base=tmp_path)
+    (tmp_path / "lf-seed" / "vms" / "vm0").mkdir(parents=True)
+    VmState.from_dict(V1).save(tmp_path / "lf-seed" / "vms" / "vm0" / "vm.json")
+    lab: VmHost = PersistentLab.open("seed", run_base=tmp_path)
+    assert (lab.labid, lab.ns, lab.rundir) == ("lf-seed", "lf-seed", tmp_path / "lf-seed")
+    assert lab.known_hosts == tmp_path / "lf-seed" / "known_hosts"
+    assert lab.tap_user(2) == "vm0" and lab.tap_user(3) is None
+    assert isinstance(lab, PersistentLab) and lab.vm_state("vm0").memory_mb == 512
+    with pytest.raises(LabError, match="started with `labctl up`"):
+        lab.state()
+    LabState("lf-seed", {"vm0": VmAccess("127.0.0.1", 2202, "/k")}).save(
+        tmp_path / "lf-seed" / "lab.json")
+    assert lab.vm_access("vm0").port == 2202
+    with pytest.raises(LabError, match="no VM named 'vm1'"):
+        lab.vm_access("vm1")
