@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfixtures.errors import LabError
+from labfixtures.errors import ImageError
 from labfixtures.guestimages.cache import (
     GuestImage,
     ImageCache,
@@ -37,8 +37,8 @@ def recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise LabError(f"no guest image recipe named {name!r}",
-                       f"use one of: {', '.join(sorted(RECIPES))}") from None
+        raise ImageError(name, f"no guest image recipe named {name!r}",
+                         f"use one of: {', '.join(sorted(RECIPES))}") from None
 
 
 def build(name: str, cache: ImageCache | Path | str | None = None,
@@ -60,7 +60,8 @@ def get(name: str, cache: ImageCache | Path | str | None = None) -> GuestImage:
     img = c.load(name, c.recipe_hash(r))
     if img is None:
         stale = c.built(name)
-        raise LabError(
+        raise ImageError(
+            name,
             f"guest image {name!r} is not built in {c.root}"
             + (" for the current recipe and packages (an older build exists)" if stale else ""),
             f"run `labctl image build {name}`",

@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from labfixtures.errors import CommandError, LabError
+from labfixtures.guestimages.apt import apt_candidate, apt_signature
 
 ProgressFn = Callable[[str], None]
 
@@ -67,7 +64,7 @@ class GuestImage:
     built_at: float = 0.0
     build_seconds: float = 0.0
 
-    def manifest(self) -> dict:
+    def manifest(self) -> dict[str, Any]:
         """What manifest.json holds: file names are relative to the image directory."""
         d = asdict(self)
         for key in ("path", "private_key"):
@@ -118,7 +115,7 @@ class Recipe(Protocol):
     name: str
     description: str
 
-    def fingerprint(self, cache: ImageCache) -> dict: ...
+    def fingerprint(self, cache: ImageCache) -> dict[str, Any]: ...
 
     def build(self, cache: ImageCache, out: Path, progress: Progress) -> GuestImage: ...
 
@@ -276,7 +273,7 @@ class ImageCache:
         files into /var/lib/apt/lists) or an edit under /etc/apt.
         """
         memo = self.root / "apt-candidates.json"
-        sig = _apt_signature()
+        sig = apt_signature()
         try:
             data = json.loads(memo.read_text())
         except (OSError, ValueError):
@@ -307,120 +304,3 @@ class ImageCache:
 
 def _progress_for(recipe: Recipe, out: ProgressFn | None) -> Progress:
     return Progress(recipe.name, getattr(recipe, "steps", 1), out)
-
-
-# -- Debian packages -----------------------------------------------------------------------
-
-
-def _run(argv: list[str], remedy: str = "", timeout: float = 600) -> str:
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise LabError(f"`{argv[0]}` is not installed", remedy) from None
-    if cp.returncode != 0:
-        raise CommandError(argv, cp.returncode, cp.stderr or cp.stdout, remedy)
-    return cp.stdout
-
-
-def _apt_signature() -> list[int]:
-    sig = []
-    for p in ("/var/lib/apt/lists", "/etc/apt", "/etc/apt/sources.list",
-              "/etc/apt/sources.list.d", "/etc/apt/preferences", "/etc/apt/preferences.d"):
-        try:
-            sig.append(os.stat(p).st_mtime_ns)
-        except OSError:
-            sig.append(0)
-    return sig
-
-
-@functools.lru_cache(maxsize=64)
-def apt_candidate(package: str) -> tuple[str, str]:
-    """(version, Depends line) of PACKAGE's candidate, as APT would install it now."""
-    out = _run(["apt-cache", "show", "--no-all-versions", package],
-               remedy=f"check that {package} exists for this release; run `apt-get update`")
-    fields = dict(re.findall(r"^(Version|Depends): (.*)$", out, re.M))
-    if "Version" not in fields:
-        raise LabError(f"APT knows no candidate version of {package}", "run `apt-get update`")
-    return fields["Version"], fields.get("Depends", "")
-
-
-def installed_versions(packages: list[str]) -> dict[str, str | None]:
-    """Installed version of each package (None if absent), in one dpkg-query call."""
-    try:
-        cp = subprocess.run(["dpkg-query", "-W", "-f=${Package}\t${Status}\t${Version}\n",
-                             *packages], capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        return dict.fromkeys(packages)
-    found: dict[str, str | None] = dict.fromkeys(packages)
-    for line in cp.stdout.splitlines():
-        name, status, version = (line.split("\t") + ["", ""])[:3]
-        if name in found and status.endswith(" installed"):
-            found[name] = version
-    return found
-
-
-def require_installed(packages: list[str]) -> dict[str, str]:
-    versions = installed_versions(packages)
-    missing = [p for p, v in versions.items() if v is None]
-    if missing:
-        raise LabError(f"the image recipe needs the host packages {', '.join(missing)}",
-                       f"apt-get install {' '.join(missing)}")
-    return versions  # type: ignore[return-value]
-
-
-def apt_download(package: str, version: str, dest: Path) -> Path:
-    """`apt-get download PACKAGE=VERSION` into DEST, unless that exact file is there already.
-
-    The file name (`name_version_arch.deb`) is the version record.
-    """
-    have = [p for p in dest.glob(f"{package}_*.deb")
-            if p.name.split("_")[1].replace("%3a", ":") == version]
-    if have:
-        return have[0]
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".dl-") as tmp:
-        os.chmod(tmp, 0o755)
-        argv = ["apt-get", "download", "-q", f"{package}={version}"]
-        if os.geteuid() == 0:  # root cannot hand the directory to _apt's sandbox: skip it
-            argv[1:1] = ["-o", "APT::Sandbox::User=root"]
-        try:
-            cp = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=1800)
-        except FileNotFoundError:
-            raise LabError("apt-get is not available", "build images on a Debian host") from None
-        if cp.returncode != 0:
-            raise CommandError(argv, cp.returncode, cp.stderr,
-                               "check the APT sources and network access to the mirror; "
-                               "run `apt-get update`")
-        debs = list(Path(tmp).glob("*.deb"))
-        if len(debs) != 1:
-            raise LabError(f"apt-get download {package} produced {len(debs)} files", "")
-        target = dest / debs[0].name
-        debs[0].rename(target)
-    return target
-
-
-def deb_extract(deb: Path, dest: Path, patterns: list[str],
-                optional: tuple[str, ...] = ()) -> list[Path]:
-    """Extract the members of DEB matching shell PATTERNS (e.g. `./boot/vmlinuz-*`).
-
-    Patterns in OPTIONAL may match nothing (a module this kernel does not have).
-
-    `dpkg-deb --fsys-tarfile | tar --wildcards` writes only what we need: a kernel package
-    unpacks to ~400 MB, of which an initramfs needs a dozen modules.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    tar = subprocess.run(["tar", "-x", "-C", str(dest), "--wildcards", *patterns, *optional],
-                         stdin=dpkg.stdout, capture_output=True, text=True)
-    assert dpkg.stdout is not None
-    dpkg.stdout.close()
-    dpkg_err = dpkg.stderr.read().decode() if dpkg.stderr else ""
-    dpkg.wait()
-    if dpkg.returncode != 0:
-        raise CommandError(["dpkg-deb", "--fsys-tarfile", str(deb)], dpkg.returncode, dpkg_err)
-    errors = [line for line in tar.stderr.splitlines()
-              if not any(line.startswith(f"tar: {o}: Not found") for o in optional)
-              and not line.startswith("tar: Exiting with failure")]
-    if tar.returncode != 0 and errors:
-        raise CommandError(["tar", "-x", *patterns], tar.returncode, tar.stderr)
-    return [p for p in dest.rglob("*") if p.is_file()]

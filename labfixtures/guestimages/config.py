@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from labfixtures.errors import LabError
 
@@ -190,9 +191,9 @@ class GuestConfig:
     def from_cmdline(cls, cmdline: str) -> GuestConfig:
         """Parse the `lf.*` words back (what the guest init does; used by tests and tools)."""
         cfg = cls()
-        ifaces: dict[str, dict] = {}
+        ifaces: dict[str, dict[str, Any]] = {}
 
-        def iface(name: str) -> dict:
+        def iface(name: str) -> dict[str, Any]:
             return ifaces.setdefault(name, {"name": name, "dhcp": False, "addresses": []})
 
         for word in cmdline.split():

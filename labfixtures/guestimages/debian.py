@@ -39,17 +39,20 @@ GuestImage`, `iso_install(image, disk, ...)` for the A.4 scenario, `mirror_from_
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-from labfixtures.errors import CommandError, LabError
-from labfixtures.guestimages import installer
+from labfixtures.core.runner import run
+from labfixtures.errors import CommandError, HostResourceError, ImageError, LabError
+from labfixtures.guestimages import installer, rootfs
+from labfixtures.guestimages.apt import apt_candidate, mirror_from_apt
 from labfixtures.guestimages.cache import (
     GuestImage,
     ImageCache,
@@ -57,14 +60,15 @@ from labfixtures.guestimages.cache import (
     ProgressFn,
     source_digest,
 )
-from labfixtures.guestimages.installer import InstallerMedia, InstallOptions, data_file, run
-from labfixtures.guestimages.tiny import extract_vmlinux
+from labfixtures.guestimages.installer import InstallerMedia, InstallOptions
+from labfixtures.guestimages.rootfs import chroot, data_file, extract_vmlinux
 from labfixtures.qemu.accel import resolve as resolve_accel
+from labfixtures.qemu.spec import READY_MARKER
 
 SUITE = "bookworm"
 
 #: What lf-ready.service prints on ttyS0 once sshd is up.
-MARKER = "labfixtures: ready"
+MARKER = READY_MARKER
 
 #: What the guide's VM needs (LVM, parted, GRUB, SSH, ifupdown) and what scenarios check
 #: (lspci, ping, ethtool, python3 for testinfra), nothing more.
@@ -114,65 +118,15 @@ _INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "
                       "ext4", "crc32c_generic")
 
 
-def mirror_from_apt(suite: str = SUITE, apt_dir: Path = Path("/etc/apt")) -> str:
-    """The Debian mirror URI that the host's APT uses for SUITE (deb822 or one-line sources).
-
-    Why: the hosts reach only the mirror configured for them; a mirror written in the code
-    would break elsewhere.
-    """
-    candidates: list[tuple[str, list[str], list[str], list[str]]] = []
-    for f in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for stanza in re.split(r"\n\s*\n", f.read_text()):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if line.startswith("#") or ":" not in line or line[:1].isspace():
-                    continue
-                k, _, v = line.partition(":")
-                fields[k.strip().lower()] = v.strip()
-            if fields.get("enabled", "yes").lower() == "no":
-                continue
-            candidates.append((fields.get("uris", ""), fields.get("types", "").split(),
-                               fields.get("suites", "").split(),
-                               fields.get("components", "").split()))
-    lists = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for f in lists:
-        if not f.exists():
-            continue
-        for line in f.read_text().splitlines():
-            line = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-            if len(line) >= 3 and line[0] in ("deb", "deb-src"):
-                candidates.append((line[1], [line[0]], [line[2]], line[3:]))
-    for uris, types, suites, components in candidates:
-        if "deb" in types and suite in suites and "main" in components:
-            for uri in uris.split():
-                if uri.startswith(("http://", "https://", "file:/")):
-                    return uri.rstrip("/")
-    raise LabError(f"no Debian mirror for '{suite} main' in the APT configuration of {apt_dir}",
-                   f"add a 'deb' source for {suite} to /etc/apt/sources.list.d/")
-
-
 def require_host_tools() -> None:
     missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
     if missing:
-        raise LabError(f"building the debian image needs {', '.join(missing)}",
-                       f"apt-get install {' '.join(missing)}")
+        raise HostResourceError("package", " ".join(missing),
+                                f"apt-get install {' '.join(missing)}",
+                                problem=f"building the debian image needs {', '.join(missing)}")
     if os.geteuid() != 0:
         raise LabError("building the debian image needs root (debootstrap, chroot)",
                        "run the build as root, or use an image built beforehand")
-
-
-def chroot(tree: Path, *argv: str, timeout: float = 900) -> str:
-    """Run ARGV inside TREE with /proc, /sys and /dev mounted in a private mount namespace.
-
-    Why unshare: the mounts vanish with the command, even if it crashes; nothing is left
-    mounted on the host.
-    """
-    script = ('set -e; mount -t proc proc "$1/proc"; mount --rbind /sys "$1/sys"; '
-              'mount --rbind /dev "$1/dev"; t=$1; shift; exec chroot "$t" "$@"')
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8", "HOME": "/root",
-           "DEBIAN_FRONTEND": "noninteractive"}
-    return run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                str(tree), *argv], timeout=timeout, env=env)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -200,15 +154,13 @@ class DebianRecipe:
 
     # -- cache protocol ------------------------------------------------------------------
 
-    def fingerprint(self, cache: ImageCache) -> dict:
+    def fingerprint(self, cache: ImageCache) -> dict[str, Any]:
         """Cheap: the recipe's fields, its source files, the kernel version APT offers."""
         try:
-            from labfixtures.guestimages.cache import apt_candidate
-
             kernel = apt_candidate("linux-image-amd64")[0]
         except LabError:
             kernel = "unknown"
-        files = [Path(__file__), Path(installer.__file__),
+        files = [Path(__file__), Path(installer.__file__), Path(rootfs.__file__),
                  *sorted(data_file("").glob("debian-*"))]
         return {"suite": self.suite, "packages": sorted(self.packages), "user": self.user,
                 "hostname": self.hostname, "disk_size": self.disk_size,
@@ -218,8 +170,6 @@ class DebianRecipe:
 
     def tree_key(self) -> str:
         """Key of the cached debootstrap tree: only what debootstrap itself depends on."""
-        import hashlib
-
         blob = "\n".join([self.suite, "minbase", *sorted(self.packages)]).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -245,7 +195,7 @@ class DebianRecipe:
             t = time.monotonic()
             progress.step("copying and configuring the tree (user, ssh, lf-config, units)")
             tree = work / "tree"
-            run(["cp", "-a", "--reflink=auto", str(base), str(tree)])
+            run(["cp", "-a", "--reflink=auto", str(base), str(tree)], timeout=1800)
             self.customize_tree(tree, cache.public_key())
             timings["configure"] = round(time.monotonic() - t, 1)
 
@@ -283,7 +233,8 @@ class DebianRecipe:
             extract_vmlinux(vmlinuz, kernel)
             final_disk = out / "disk.qcow2"
             if self.compress:
-                run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(final_disk)])
+                run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(final_disk)],
+                    timeout=1800)
             else:
                 os.replace(disk, final_disk)
             timings["finish"] = round(time.monotonic() - t, 1)
@@ -328,8 +279,8 @@ class DebianRecipe:
                 argv = ["debootstrap", "--variant=minbase",
                         "--include=" + ",".join(self.packages), self.suite, str(tmp), mirror]
                 try:
-                    cp = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
-                except subprocess.TimeoutExpired:
+                    cp = run(argv, timeout=3600, check=False)
+                except CommandError:  # timed out
                     raise LabError("debootstrap took more than an hour",
                                    "check access to the APT mirror") from None
                 if cp.returncode != 0:
@@ -400,7 +351,8 @@ class DebianRecipe:
         shutil.copy2(data_file("debian-lf-link.rules"),
                      tree / "etc/udev/rules.d/70-labfixtures-link.rules")
         for unit in ("lf-config.service", "lf-ready.service", "lf-dm-udev.service"):
-            shutil.copy2(data_file(f"debian-{unit}"), tree / "etc/systemd/system" / unit)
+            _write(tree / "etc/systemd/system" / unit,
+                   data_file(f"debian-{unit}").read_text().replace("@MARKER@", MARKER))
         _write(tree / "etc/sysctl.d/60-labfixtures.conf",
                "# EUI-64 link-local addresses, as the guide computes them from the MAC\n"
                "net.ipv6.conf.all.addr_gen_mode = 0\nnet.ipv6.conf.default.addr_gen_mode = 0\n")
@@ -434,12 +386,12 @@ class DebianRecipe:
         lvm = "/usr/sbin/lvm"
         return installer.make_initramfs(
             tree, out, data_file("debian-fast-init.sh"), _INITRAMFS_MODULES,
-            binaries={lvm: installer.tree_libraries(tree, lvm)}, files=("/etc/lvm/lvm.conf",))
+            binaries={lvm: rootfs.tree_libraries(tree, lvm)}, files=("/etc/lvm/lvm.conf",))
 
     @staticmethod
     def package_versions(tree: Path) -> dict[str, str]:
         out = run(["dpkg-query", "--admindir", str(tree / "var/lib/dpkg"), "-W",
-                   "-f", "${Package}\t${Version}\n"])
+                   "-f", "${Package}\t${Version}\n"]).stdout
         return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 
 
@@ -450,8 +402,9 @@ def build(cache: ImageCache | None = None, progress: ProgressFn | None = print,
     return cache.build(recipe or DebianRecipe(), progress, force=force)
 
 
-def iso_install(image: GuestImage, disk: Path, *, boot: str = "firmware",
-                progress: ProgressFn | None = print, **kw) -> installer.InstallResult:
+def iso_install(image: GuestImage, disk: Path, *,
+                boot: Literal["direct", "firmware"] = "firmware",
+                progress: ProgressFn | None = print, **kw: Any) -> installer.InstallResult:
     """The guide's A.4: boot the image's installer ISO once onto a new blank DISK.
 
     With `boot="firmware"` SeaBIOS boots the CD-ROM (El Torito, GRUB), as in
@@ -459,10 +412,11 @@ def iso_install(image: GuestImage, disk: Path, *, boot: str = "firmware",
     """
     iso = image.path / "installer.iso"
     if not iso.exists():
-        raise LabError(f"{image.path} has no installer.iso", "rebuild the debian image")
+        raise ImageError(image.name, f"{image.path} has no installer.iso",
+                         "rebuild the debian image")
     media = _media_from_iso(iso, Path(tempfile.mkdtemp(prefix="lf-iso-")))
     try:
-        return installer.install(media, disk, boot=boot, progress=progress, **kw)  # type: ignore[arg-type]
+        return installer.install(media, disk, boot=boot, progress=progress, **kw)
     finally:
         shutil.rmtree(media.kernel.parent, ignore_errors=True)
 

@@ -23,7 +23,6 @@ copies the tree, installs GRUB and powers the VM off. The serial log says
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -31,11 +30,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from labfixtures.errors import CommandError, LabError
+from labfixtures.core.runner import run
+from labfixtures.errors import HostResourceError, ImageError, LabError
+from labfixtures.guestimages.rootfs import data_file, tree_path
 from labfixtures.qemu.accel import resolve as resolve_accel
 
 ProgressFn = Callable[[str], None]
@@ -54,22 +54,6 @@ INSTALLER_MODULES = (
 
 #: Size of the blank disk (sparse): the guide's image, smaller.
 DEFAULT_DISK_SIZE = "8G"
-
-
-def data_file(name: str) -> Path:
-    """A file shipped in labfixtures/guestimages/files/."""
-    return Path(str(resources.files("labfixtures.guestimages") / "files" / name))
-
-
-def run(argv: list[str], remedy: str = "", timeout: float = 1800, **kw) -> str:
-    """Run a host command; its stderr goes into the error if it fails."""
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
-    except FileNotFoundError:
-        raise LabError(f"`{argv[0]}` is not installed", remedy) from None
-    if cp.returncode != 0:
-        raise CommandError(argv, cp.returncode, cp.stderr or cp.stdout, remedy)
-    return cp.stdout
 
 
 # -- kernel modules ---------------------------------------------------------------------------
@@ -157,40 +141,6 @@ class InstallOptions:
         return " ".join(words)
 
 
-def tree_path(tree: Path, path: str) -> Path:
-    """PATH inside TREE with every symlink followed as if TREE were `/` (a chroot's view)."""
-    parts = [p for p in path.split("/") if p]
-    cur = tree
-    for hops in range(64):
-        if not parts:
-            return cur
-        nxt = cur / parts.pop(0)
-        if nxt.is_symlink():
-            target = os.readlink(nxt)
-            parts = [p for p in target.split("/") if p] + parts
-            if target.startswith("/"):
-                cur = tree
-        elif nxt.name == "..":
-            cur = cur.parent if cur != tree else tree
-        else:
-            cur = nxt
-        if hops == 63:
-            break
-    raise LabError(f"too many symlinks resolving {path} in {tree}", "check the tree")
-
-
-def tree_libraries(tree: Path, binary: str) -> list[str]:
-    """The shared libraries BINARY of TREE loads, as `ldd` run inside the tree sees them."""
-    from labfixtures.guestimages.debian import chroot
-
-    libs = []
-    for line in chroot(tree, "ldd", binary).splitlines():
-        m = re.search(r"=>\s+(/\S+)", line) or re.match(r"\s*(/\S+)\s+\(", line)
-        if m:
-            libs.append(m.group(1))
-    return libs
-
-
 def build_initrd(tree: Path, out: Path) -> Path:
     """The installer initramfs: static busybox, the init script, a dozen kernel modules."""
     return make_initramfs(tree, out, data_file("debian-installer-init.sh"), INSTALLER_MODULES)
@@ -207,8 +157,8 @@ def make_initramfs(tree: Path, out: Path, init: Path, modules: tuple[str, ...] |
     """
     busybox = Path("/bin/busybox")
     if not busybox.exists():
-        raise LabError("busybox (static) is not installed on the host",
-                       "apt-get install busybox-static")
+        raise HostResourceError("binary", str(busybox), "apt-get install busybox-static",
+                                problem="busybox (static) is not installed on the host")
     release = kernel_release(tree)
     moddir = tree / "lib" / "modules" / release
     with tempfile.TemporaryDirectory(prefix="lf-initrd-") as tmp:
@@ -217,7 +167,7 @@ def make_initramfs(tree: Path, out: Path, init: Path, modules: tuple[str, ...] |
                   "root"):
             (root / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(busybox, root / "bin" / "busybox")
-        for applet in run([str(busybox), "--list"]).split():
+        for applet in run([str(busybox), "--list"]).stdout.split():
             link = root / "bin" / applet
             if not link.exists():
                 link.symlink_to("busybox")
@@ -237,25 +187,22 @@ def make_initramfs(tree: Path, out: Path, init: Path, modules: tuple[str, ...] |
         shutil.copy2(init, root / "init")
         (root / "init").chmod(0o755)
         entries = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-        with open(out, "wb") as f:
-            cp = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"],
-                                input="\n".join(entries).encode(), cwd=root, stdout=f,
-                                stderr=subprocess.PIPE)
-        if cp.returncode != 0:
-            raise CommandError(["cpio", "-o"], cp.returncode, cp.stderr.decode(),
-                               "apt-get install cpio")
+        run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0", "--force-local",
+             "-O", str(Path(out).absolute())],
+            input="\n".join(entries), cwd=root, timeout=600, remedy="apt-get install cpio")
     return out
 
 
 def build_root_image(tree: Path, out: Path) -> Path:
     """TREE as a read-only ext4 image, made with `mkfs.ext4 -d` (no mount, no root loop)."""
-    used = int(run(["du", "-s", "-B1", "--apparent-size", str(tree)]).split()[0])
-    files = int(run(["sh", "-c", f"find '{tree}' -xdev | wc -l"]).strip())
+    used = int(run(["du", "-s", "-B1", "--apparent-size", str(tree)], timeout=600
+                   ).stdout.split()[0])
+    files = int(run(["sh", "-c", f"find '{tree}' -xdev | wc -l"], timeout=600).stdout.strip())
     size_mb = int(used * 1.15 / 2**20) + 128 + files * 4096 // 2**20
     out.unlink(missing_ok=True)
     run(["mkfs.ext4", "-q", "-F", "-d", str(tree), "-L", "lfroot", "-O", "^has_journal",
          "-N", str(int(files * 1.2) + 4096), "-E", "root_owner=0:0", str(out), f"{size_mb}M"],
-        remedy="apt-get install e2fsprogs")
+        timeout=1800, remedy="apt-get install e2fsprogs")
     return out
 
 
@@ -294,15 +241,15 @@ def build_iso(tree: Path, workdir: Path, out: Path,
     out.unlink(missing_ok=True)
     run(["grub-mkrescue", "-o", str(out), str(iso_root), "--", "-volid", "LFINSTALL",
          "-compliance", "iso_9660_level=3"],
-        remedy="apt-get install grub-common grub-pc-bin xorriso")
+        timeout=1800, remedy="apt-get install grub-common grub-pc-bin xorriso")
     shutil.rmtree(iso_root)
     return InstallerMedia(iso=out, kernel=kernel, initrd=initrd, cmdline=cmdline)
 
 
 def iso_files(iso: Path) -> list[str]:
     """Paths inside ISO, read with xorriso (the host kernel has no ISO 9660 driver)."""
-    out = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"],
-                         capture_output=True, text=True, timeout=120)
+    out = run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], timeout=120,
+              check=False, remedy="apt-get install xorriso")
     return [line.strip().strip("'") for line in out.stdout.splitlines() if line.startswith("'")]
 
 
@@ -368,8 +315,8 @@ def install(media: InstallerMedia, disk: Path, *, boot: Literal["direct", "firmw
     try:
         while proc.poll() is None:
             if time.monotonic() - t0 > timeout:
-                raise LabError(f"the installer did not finish within {timeout:.0f}s",
-                               f"see its serial log {log}")
+                raise ImageError("debian", f"the installer did not finish within {timeout:.0f}s",
+                                 f"see its serial log {log}")
             time.sleep(0.5)
             seen = _forward(log, seen, progress, t0)
     finally:
@@ -383,10 +330,10 @@ def install(media: InstallerMedia, disk: Path, *, boot: Literal["direct", "firmw
     if OK_MARKER not in text:
         disk.unlink(missing_ok=True)
         tail = "\n".join(text.splitlines()[-25:])
-        raise LabError(f"the Debian installer failed (qemu exit {proc.returncode}) "
-                       f"{' '.join(qemu_out)[-500:]}"
-                       f"\n--- last lines of {log} ---\n{tail}",
-                       f"read the whole serial log {log}")
+        raise ImageError("debian", f"the Debian installer failed (qemu exit {proc.returncode}) "
+                         f"{' '.join(qemu_out)[-500:]}"
+                         f"\n--- last lines of {log} ---\n{tail}",
+                         f"read the whole serial log {log}")
     return InstallResult(disk=disk, seconds=seconds, log=log, boot=boot)
 
 

@@ -20,34 +20,33 @@ dropbear-bin, iproute2): their versions enter the recipe hash, so an upgrade reb
 
 from __future__ import annotations
 
+import gzip
 import io
 import lzma
 import os
 import re
 import shutil
 import stat
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from labfixtures.core.runner import run
 from labfixtures.errors import LabError
-from labfixtures.guestimages.cache import (
-    GuestImage,
-    ImageCache,
-    Progress,
-    apt_download,
-    deb_extract,
-    require_installed,
-    source_digest,
-)
+from labfixtures.guestimages import apt, rootfs
+from labfixtures.guestimages.apt import apt_download, deb_extract, require_installed
+from labfixtures.guestimages.cache import GuestImage, ImageCache, Progress, source_digest
+from labfixtures.guestimages.rootfs import data_file, extract_vmlinux, shared_libraries
+from labfixtures.qemu.spec import READY_MARKER
 
 KERNEL_META = "linux-image-amd64"
 HOST_PACKAGES = ["busybox-static", "dropbear-bin", "iproute2", "libc6"]
-MARKER = "labfixtures: ready"
+MARKER = READY_MARKER
 
-#: the load order of docs/host-facts.md, plus the transports and devices the profiles use. Missing optional
-#: modules are skipped; dependencies found in each module's .modinfo are added first.
+#: the load order of docs/host-facts.md, plus the transports and devices the profiles use.
+#: Missing optional modules are skipped; dependencies found in each module's .modinfo are
+#: added first.
 MODULES = [
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
     "virtio_mmio", "failover", "net_failover", "virtio_net", "virtio_blk",
@@ -67,167 +66,10 @@ MODULE_PATHS = {  # where each module lives under lib/modules/VERSION/kernel
     "virtio_rng": "drivers/char/hw_random/virtio-rng",
 }
 
-INITTAB = """\
-::sysinit:/etc/rc.lab
-::ctrlaltdel:/bin/poweroff -f
-::shutdown:/bin/umount -a -r
-"""
-
-# Run once by busybox init. Reads the lf.* words of /proc/cmdline (config.py).
-RC = r"""#!/bin/sh
-export PATH=/bin:/sbin HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-ln -sf /proc/self/fd /dev/fd
-read -r CMDLINE < /proc/cmdline
-csv() { local IFS=,; set -- $1; echo "$@"; }
-TRACE=
-for w in $CMDLINE; do case "$w" in lf.trace=1) TRACE=1 ;; esac; done
-trace() { [ -n "$TRACE" ] && echo "lf-trace: $1 $(cut -d' ' -f1 /proc/uptime)"; }
-trace start
-
-DAD=0
-UP=
-for w in $CMDLINE; do case "$w" in lf.dad=1) DAD=1 ;; esac; done
-# EUI-64 link-local addresses (addr_gen_mode 0, not stable-privacy), set before any NIC
-for c in all default; do
-    echo 0 > /proc/sys/net/ipv6/conf/$c/addr_gen_mode
-    echo $DAD > /proc/sys/net/ipv6/conf/$c/accept_dad
-done
-
-# virtio_net turns the carrier off in its probe and back on from a work item a moment later;
-# linkwatch applies the second change up to 1 s late (one run per second), and the kernel
-# makes the link-local address only then. So each NIC gets its EUI-64 link-local address
-# from here, as soon as it is up: the very address the kernel would make (addr_gen_mode 0),
-# usable at once with DAD off (with lf.dad=1 it stays tentative until the link is ready,
-# then DAD runs as usual). The kernel's own attempt later finds it there.
-# (No subshells here: each fork costs milliseconds under TCG.)
-eui64() {  # sets LL from a MAC address
-    local IFS=:
-    set -- $1
-    [ $# = 6 ] || return 1
-    LL=$(printf 'fe80::%x:%x:%x:%x' $(((0x$1 ^ 2) << 8 | 0x$2)) $((0x$3 << 8 | 0xff)) \
-         $((0xfe00 | 0x$4)) $((0x$5 << 8 | 0x$6)))
-}
-links_up() {
-    for d in /sys/class/net/*; do
-        n=${d##*/}
-        case " lo $UP " in *" $n "*) continue ;; esac
-        UP="$UP $n"
-        ip link set "$n" up
-        read -r t < "$d/type"; read -r mac < "$d/address"
-        [ "$t" = 1 ] && eui64 "$mac" && ip -6 addr add "$LL/64" dev "$n" 2>/dev/null
-    done
-}
-# Each insmod costs tens of ms under TCG: load a transport only if its bus has devices,
-# a device driver only if a virtio device of its type (virtio ids) is present.
-VIRTIO_IDS=
-has_id() {
-    if [ -z "$VIRTIO_IDS" ]; then
-        VIRTIO_IDS=" "
-        for f in /sys/bus/virtio/devices/*/device; do
-            [ -e "$f" ] && read -r id < "$f" && VIRTIO_IDS="$VIRTIO_IDS$id "
-        done
-    fi
-    case "$VIRTIO_IDS" in *" $1 "*) return 0 ;; esac
-    return 1
-}
-while read -r m; do
-    case "$m" in
-    virtio_pci*) set -- /sys/bus/pci/devices/*; [ -e "$1" ] || continue ;;
-    virtio_mmio) set -- /sys/bus/acpi/devices/LNRO0005:* /sys/bus/platform/devices/*virtio*
-                 [ -e "$1" ] || [ -e "$2" ] || case "$CMDLINE" in
-                     *virtio_mmio.device=*) ;; *) continue ;; esac ;;
-    virtio_net) has_id 0x0001 || continue ;;
-    virtio_blk) has_id 0x0002 || continue ;;
-    virtio_console) has_id 0x0003 || continue ;;
-    virtio_rng) has_id 0x0004 || continue ;;
-    virtio_balloon) has_id 0x0005 || continue ;;
-    esac
-    args=
-    for w in $CMDLINE; do case "$w" in "$m".*=*) args="$args ${w#"$m".}" ;; esac; done
-    insmod /lib/modules/"$m".ko $args
-    trace "insmod-$m"
-    [ "$m" = virtio_net ] && links_up
-done < /etc/modules
-trace modules
-ip link set lo up
-links_up
-
-for w in $CMDLINE; do
-    v=${w#*=}
-    case "$w" in
-    lf.hostname=*) hostname "$v"; echo "$v" > /etc/hostname
-                   echo "127.0.1.1 $v" >> /etc/hosts ;;
-    lf.mtu=*) set -- $(csv "$v"); ip link set dev "$1" mtu "$2" ;;
-    lf.ip=*) set -- $(csv "$v"); dev=$1; shift
-             for a in "$@"; do ip addr add "$a" dev "$dev"; done ;;
-    lf.dns=*) echo "nameserver $v" >> /etc/resolv.conf ;;
-    lf.key=*) echo "${v%%:*} ${v#*:}" >> /root/.ssh/authorized_keys ;;
-    esac
-done
-trace addresses
-dropbear -r /etc/dropbear/dropbear_ed25519_host_key -s -P /run/dropbear.pid
-trace dropbear-started
-for w in $CMDLINE; do
-    case "$w" in
-    lf.dhcp=*) udhcpc -i "${w#*=}" -s /etc/udhcpc.script -t 20 -T 1 -A 1 -b -S ;;
-    esac
-done
-for w in $CMDLINE; do
-    v=${w#*=}
-    case "$w" in
-    lf.gw=*) ip route replace default via "$v" ;;
-    lf.gw6=*) set -- $(csv "$v"); ip -6 route replace default via "$1" ${2:+dev "$2"} ;;
-    lf.route=*) set -- $(csv "$v")
-                ip route replace "$1" ${2:+via "$2"} ${3:+dev "$3"} ;;
-    esac
-done
-
-trace routes
-i=0
-until grep -q ':0016 [0-9A-F]*:0000 0A' /proc/net/tcp6 /proc/net/tcp 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 1000 ] && break; usleep 5000
-done
-# "ready" means reachable: every NIC has its (non-tentative) IPv6 link-local address
-i=0
-while [ $i -lt 300 ]; do
-    missing=
-    for d in /sys/class/net/*; do
-        n=${d##*/}
-        [ "$n" = lo ] && continue
-        ok=
-        while read -r addr idx plen scope flags name; do
-            [ "$name" = "$n" ] && [ "$scope" = 20 ] || continue
-            case "$flags" in [4567cdef]?) ;; *) ok=1 ;; esac
-        done < /proc/net/if_inet6
-        [ -z "$ok" ] && missing="$missing $n"
-    done
-    [ -z "$missing" ] && break
-    i=$((i + 1)); usleep 10000
-done
-trace link-local${missing:+-missing:$missing}
-echo "@MARKER@ (uptime $(cut -d' ' -f1 /proc/uptime)s)"
-"""
-
-UDHCPC_SCRIPT = r"""#!/bin/sh
-# busybox udhcpc hook: $interface $ip $mask(prefix length) $router $dns $domain
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
-bound|renew)
-    ip addr replace "$ip/${mask:-24}" dev "$interface"
-    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-    if [ -n "$dns" ]; then
-        : > /etc/resolv.conf
-        [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
-        for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
-    fi ;;
-esac
-exit 0
-"""
+#: busybox init's table, its boot script (reads the lf.* words of /proc/cmdline, config.py)
+#: and the udhcpc hook: shell files in files/, hashed into the recipe
+INIT_FILES = {"etc/inittab": ("tiny-inittab", 0o644), "etc/rc.lab": ("tiny-rc.sh", 0o755),
+              "etc/udhcpc.script": ("tiny-udhcpc.sh", 0o755)}
 
 
 # -- newc cpio ------------------------------------------------------------------------------
@@ -285,40 +127,13 @@ class Cpio:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def extract_vmlinux(vmlinuz: Path, out: Path) -> None:
-    """The uncompressed kernel (ELF with a PVH note) from the xz stream inside bzImage."""
-    data = vmlinuz.read_bytes()
-    start = data.find(b"\xfd7zXZ\x00")
-    if start < 0:
-        raise LabError(f"{vmlinuz.name} holds no xz stream",
-                       "this recipe expects Debian's xz-compressed kernel (CONFIG_KERNEL_XZ)")
-    dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    elf = dec.decompress(data[start:])
-    if not elf.startswith(b"\x7fELF"):
-        raise LabError(f"the xz stream in {vmlinuz.name} is not an ELF kernel", "")
-    out.write_bytes(elf)
-
-
-def shared_libraries(binary: Path) -> list[str]:
-    """Absolute paths (as the loader sees them) of BINARY's libraries, via ldd."""
-    cp = subprocess.run(["ldd", str(binary)], capture_output=True, text=True)
-    if cp.returncode != 0:
-        return []  # static
-    libs = []
-    for line in cp.stdout.splitlines():
-        m = re.search(r"=>\s+(/\S+)", line) or re.match(r"\s*(/\S+)\s+\(", line)
-        if m:
-            libs.append(m.group(1))
-    return libs
-
-
 def module_depends(ko: bytes) -> list[str]:
     m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", ko)
     return [d for d in m.group(1).decode().split(",") if d] if m else []
 
 
 def _package_file(package: str, pattern: str) -> Path:
-    cp = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True)
+    cp = run(["dpkg-query", "-L", package], check=False, missing="build images on Debian")
     for line in cp.stdout.splitlines():
         if re.search(pattern, line) and Path(line).is_file():
             return Path(line)
@@ -358,10 +173,13 @@ class TinyRecipe:
         pkg = m.group(1)
         return pkg, m.group(2) or cache.apt_candidate(pkg)[0]
 
-    def fingerprint(self, cache: ImageCache) -> dict:
+    def fingerprint(self, cache: ImageCache) -> dict[str, Any]:
         pkg, version = self.kernel_package(cache)
+        here = Path(__file__).parent
         return {
-            "sources": source_digest(Path(__file__), Path(__file__).with_name("cache.py")),
+            "sources": source_digest(Path(__file__), here / "cache.py", Path(apt.__file__),
+                                     Path(rootfs.__file__),
+                                     *(data_file(f) for f, _ in INIT_FILES.values())),
             "params": {"compress": self.compress, "modules": MODULES},
             "packages": {pkg: version, **require_installed(HOST_PACKAGES)},
         }
@@ -397,10 +215,8 @@ class TinyRecipe:
         initrd = out / "initrd.img"
         with open(initrd, "wb") as f:
             if self.compress == "gzip":
-                import gzip
-
                 with gzip.GzipFile(fileobj=f, mode="wb", mtime=0, compresslevel=6) as gz:
-                    img.write(gz)  # type: ignore[arg-type]
+                    img.write(gz)
             else:
                 img.write(f)
         progress.done(f"built {out.name}")
@@ -458,8 +274,7 @@ class TinyRecipe:
 
         busybox = _package_file("busybox-static", r"/s?bin/busybox$")
         img.file("bin/busybox", busybox.read_bytes(), 0o755)
-        applets = subprocess.run([str(busybox), "--list"], capture_output=True,
-                                 text=True, check=True).stdout.split()
+        applets = run([str(busybox), "--list"]).stdout.split()
         for a in applets:
             if a not in ("busybox", "ip") and "/" not in a:
                 img.symlink(f"bin/{a}", "busybox")
@@ -511,24 +326,19 @@ class TinyRecipe:
         img.file("etc/os-release", (
             'NAME="labfixtures tiny"\nID=labfixtures-tiny\nID_LIKE=debian\n'
             f'VERSION_ID="{release}"\nPRETTY_NAME="labfixtures tiny ({release})"\n').encode())
-        img.file("etc/inittab", INITTAB.encode())
-        img.file("etc/rc.lab", RC.replace("@MARKER@", MARKER).encode(), 0o755)
-        img.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+        for dest, (name, mode) in INIT_FILES.items():
+            text = data_file(name).read_text().replace("@MARKER@", MARKER)
+            img.file(dest, text.encode(), mode)
 
     def _host_key(self, img: Cpio) -> str:
         dropbearkey = shutil.which("dropbearkey") or "/usr/bin/dropbearkey"
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "key")
-            cp = subprocess.run([dropbearkey, "-t", "ed25519", "-f", path],
-                                capture_output=True, text=True)
-            if cp.returncode != 0:
-                raise LabError(f"dropbearkey failed: {cp.stderr.strip()}",
-                               "apt-get install dropbear-bin")
+            run([dropbearkey, "-t", "ed25519", "-f", path], remedy="apt-get install dropbear-bin")
             img.dir("etc/dropbear", 0o700)
             img.file("etc/dropbear/dropbear_ed25519_host_key",
                      Path(path).read_bytes(), 0o600)
-            pub = subprocess.run([dropbearkey, "-y", "-f", path], capture_output=True,
-                                 text=True).stdout
+            pub = run([dropbearkey, "-y", "-f", path], check=False).stdout
         line = next((x for x in pub.splitlines() if x.startswith("ssh-ed25519 ")), "")
         return " ".join(line.split()[:2])
 
