@@ -27,9 +27,24 @@ def _attempt(check: Callable[[], T]) -> tuple[bool, T | None, AssertionError | N
     return True, result, None
 
 
+def _check_args(func: str, check: object, timeout: object, interval: object) -> None:
+    __tracebackhide__ = True
+    from ._types import check_number
+
+    if not callable(check):
+        raise TypeError(
+            f"{func}(): check must be a function to call again and again, not "
+            f"{check!r:.60} (the result of calling it once).\n"
+            f"  fix: {func}(lambda: assert_reachable(vm, '203.0.113.129'), ...)")
+    check_number(func, "timeout" if func == "eventually" else "duration", timeout, 0, 3600)
+    check_number(func, "interval", interval, 0, 60)
+
+
 def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
                what: str = "") -> T:
     """Call CHECK until it passes; return its result. Fail with its last message."""
+    __tracebackhide__ = True
+    _check_args("eventually", check, timeout, interval)
     deadline = time.monotonic() + timeout
     tries = 0
     while True:
@@ -49,6 +64,8 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
 def consistently(check: Callable[[], object], duration: float = 1.0,
                  interval: float = 0.1, what: str = "") -> None:
     """CHECK must pass on every try for DURATION seconds (absence that must last)."""
+    __tracebackhide__ = True
+    _check_args("consistently", check, duration, interval)
     deadline = time.monotonic() + duration
     while True:
         ok, _, error = _attempt(check)

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .vlan import ETHERTYPE_PROBE, Capture, port, probe_frame, send
+from ._format import name_of, table
+from ._types import Guest, check_name, check_number, check_object
+from .vlan import ETHERTYPE_PROBE, Capture, port, ports, probe_frame, send
 
 VIRTIO_VENDOR = 0x1AF4  # Red Hat, Inc. (virtio devices on PCI)
 
@@ -50,10 +53,6 @@ VIRTIO_DRIVERS = {
 _TYPE_NAMES = {v: k for k, v in VIRTIO_TYPES.items()}
 
 
-def _name(guest: object) -> str:
-    return getattr(guest, "name", None) or repr(guest)
-
-
 def _kind(kind: str) -> str:
     k = ALIASES.get(kind.lower(), kind.lower())
     if k not in VIRTIO_TYPES:
@@ -62,17 +61,27 @@ def _kind(kind: str) -> str:
     return k
 
 
-def _run(guest: object, cmd: str) -> str:
+def _run(guest: Any, cmd: str) -> str:
     res = guest.run(cmd)
     if res.exit_status != 0:
-        raise AssertionError(f"{_name(guest)}: `{cmd}` failed with status {res.exit_status}: "
+        raise AssertionError(f"{name_of(guest)}: `{cmd}` failed with status {res.exit_status}: "
                              f"{(res.stderr or res.stdout).strip()[:300]}")
-    return res.stdout
+    return str(res.stdout)
 
 
-def _table(rows: Iterable[object], empty: str) -> str:
-    lines = [f"    {r}" for r in rows]
-    return "\n".join(lines) if lines else f"    {empty}"
+def _guest(func: str, guest: object) -> None:
+    __tracebackhide__ = True
+    check_object(func, "guest", guest, Guest)
+
+
+def _kinds(func: str, kinds: tuple[str, ...]) -> list[str]:
+    __tracebackhide__ = True
+    if not kinds:
+        raise TypeError(f"{func}(): name at least one device kind, e.g. {func}(vm, "
+                        "'network', 'block')")
+    for k in kinds:
+        check_name(func, "kinds", k, "network")
+    return [_kind(k) for k in kinds]
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -194,10 +203,12 @@ def guest_modules(guest: object) -> dict[str, Module]:
 
 # -- assertions --------------------------------------------------------------------------------
 
-def assert_virtio_pci_devices(guest: object, *kinds: str) -> list[PciDevice]:
+def assert_virtio_pci_devices(guest: Guest, *kinds: str) -> list[PciDevice]:
     """Each of KINDS (network, block, balloon, console, rng...) is a virtio function on the
     guest's PCI bus with a driver bound (the guide's `lspci` of §4). Returns them."""
-    want = [_kind(k) for k in kinds]
+    __tracebackhide__ = True
+    _guest("assert_virtio_pci_devices", guest)
+    want = _kinds("assert_virtio_pci_devices", kinds)
     devices = guest_pci_devices(guest)
     found, problems = [], []
     for k in want:
@@ -215,17 +226,19 @@ def assert_virtio_pci_devices(guest: object, *kinds: str) -> list[PciDevice]:
                 if not devices else
                 "  add the device to QEMU's command line (e.g. `-device virtio-balloon-pci`)")
         raise AssertionError(
-            f"{_name(guest)}: expected virtio PCI devices {', '.join(want)}, but "
+            f"{name_of(guest)}: expected virtio PCI devices {', '.join(want)}, but "
             + "; ".join(problems) + ".\n  PCI devices (lspci -k):\n"
-            + _table(devices, "(no PCI device: no PCI bus)") + "\n" + hint)
+            + table(devices, "(no PCI device: no PCI bus)") + "\n" + hint)
     return found
 
 
-def assert_virtio_devices(guest: object, *kinds: str, bound: bool = True
+def assert_virtio_devices(guest: Guest, *kinds: str, bound: bool = True
                           ) -> list[VirtioDevice]:
     """Each of KINDS is present on the guest's virtio bus (any transport) and, if BOUND,
     handled by its driver (virtio_net for a network device...). Returns them."""
-    want = [_kind(k) for k in kinds]
+    __tracebackhide__ = True
+    _guest("assert_virtio_devices", guest)
+    want = _kinds("assert_virtio_devices", kinds)
     devices = guest_virtio_devices(guest)
     found, problems = [], []
     for k in want:
@@ -239,38 +252,52 @@ def assert_virtio_devices(guest: object, *kinds: str, bound: bool = True
             found.append(next((d for d in matching if d.driver), matching[0]))
     if problems:
         raise AssertionError(
-            f"{_name(guest)}: expected virtio devices {', '.join(want)}, but "
+            f"{name_of(guest)}: expected virtio devices {', '.join(want)}, but "
             + "; ".join(problems) + ".\n  virtio devices (/sys/bus/virtio/devices):\n"
-            + _table(devices, "(none)"))
+            + table(devices, "(none)"))
     return found
 
 
-def assert_modules_loaded(guest: object, *names: str) -> dict[str, Module]:
+def assert_modules_loaded(guest: Guest, *names: str) -> dict[str, Module]:
     """Each module of NAMES is loaded (or built in), as `lsmod | grep virtio` shows in §4."""
+    __tracebackhide__ = True
+    func = "assert_modules_loaded"
+    _guest(func, guest)
+    if not names:
+        raise TypeError(f"{func}(): name at least one module, e.g. {func}(vm, 'virtio_net')")
+    for n in names:
+        check_name(func, "names", n, "virtio_net")
     mods = guest_modules(guest)
     want = [n.replace("-", "_") for n in names]
     missing = [n for n in want if n not in mods]
     not_live = [f"{n} ({mods[n].state})" for n in want
                 if n in mods and mods[n].state not in ("Live", "builtin")]
     if missing or not_live:
-        shown = [m for m in mods.values() if m.state != "builtin" or "virtio" in m.name]
+        shown = sorted((m for m in mods.values() if m.state != "builtin" or "virtio" in m.name),
+                       key=lambda mod: mod.name)
         why = []
         if missing:
             why.append(f"not loaded: {', '.join(missing)}")
         if not_live:
             why.append(f"not live: {', '.join(not_live)}")
         raise AssertionError(
-            f"{_name(guest)}: expected modules {', '.join(want)} to be loaded, but "
+            f"{name_of(guest)}: expected modules {', '.join(want)} to be loaded, but "
             + "; ".join(why) + ".\n  loaded modules (lsmod):\n"
-            + _table(sorted(shown, key=lambda m: m.name), "(none)")
+            + table(shown, "(none)")
             + "\n  a virtio driver is loaded only when its device exists: check QEMU's "
               "-device options")
     return {n: mods[n] for n in want}
 
 
-def assert_virtio_disk(guest: object, disk: str = "vda") -> str:
+def assert_virtio_disk(guest: Guest, disk: str = "vda") -> str:
     """DISK is a virtio block device: /sys/block/DISK/device/driver is virtio_blk.
     Returns the driver name."""
+    __tracebackhide__ = True
+    _guest("assert_virtio_disk", guest)
+    check_name("assert_virtio_disk", "disk", disk, "vda")
+    if "/" in disk:
+        raise TypeError(f"assert_virtio_disk(): disk is a block device's name such as "
+                        f"'vda', not a path: {disk!r} -> {disk.rsplit('/', 1)[-1]!r}")
     out = _run(guest, f'd=/sys/block/{disk}; ls /sys/block | tr "\\n" " "; echo; '
                       f'if [ -e "$d" ]; then echo present; '
                       f'[ -e "$d/device/driver" ] && basename "$(readlink "$d/device/driver")"; '
@@ -279,27 +306,35 @@ def assert_virtio_disk(guest: object, disk: str = "vda") -> str:
     disks, state, driver = lines[0].split(), lines[1].strip(), lines[2].strip()
     if state != "present":
         raise AssertionError(
-            f"{_name(guest)}: expected a virtio disk /dev/{disk}, but there is no block "
+            f"{name_of(guest)}: expected a virtio disk /dev/{disk}, but there is no block "
             f"device {disk}.\n  block devices (/sys/block): {', '.join(disks) or '(none)'}\n"
             "  attach one: `-drive if=none,id=d0,file=IMG -device virtio-blk-pci,drive=d0`")
     if driver != "virtio_blk":
         raise AssertionError(
-            f"{_name(guest)}: expected /dev/{disk} to be a virtio block device (driver "
+            f"{name_of(guest)}: expected /dev/{disk} to be a virtio block device (driver "
             f"virtio_blk), but its driver is {driver or 'none'}.\n"
             "  the disk is emulated hardware (IDE/SATA/SCSI), not virtio: use "
             "`-device virtio-blk-pci` (the guide's `-device virtio-blk,drive=drive0`)")
     return driver
 
 
-def assert_accelerator(vm: object, expected: object = None) -> dict:
+def assert_accelerator(vm: object, expected: object = None) -> dict[str, Any]:
     """The running VM uses the accelerator labfixtures chose (EXPECTED: 'kvm', 'tcg', an
     AccelInfo, or None for `accel.detect()`), and QEMU itself agrees (QMP `query-kvm`).
     Returns query-kvm's answer ({'enabled': ..., 'present': ...})."""
+    __tracebackhide__ = True
     from labfixtures.qemu import accel
 
-    machine = getattr(vm, "machine", vm)
+    if isinstance(vm, str) or not (hasattr(vm, "machine") or hasattr(vm, "qmp")):
+        raise TypeError(f"assert_accelerator(): vm must be a VM of the lab (lab.vms[...], "
+                        f"the object lab.vm() returned), not {vm!r:.60}")
+    if isinstance(expected, str) and expected.lower() not in ("kvm", "tcg"):
+        raise TypeError(f"assert_accelerator(): expected must be 'kvm', 'tcg', an AccelInfo "
+                        f"or None, not {expected!r:.40}")
+    machine: Any = getattr(vm, "machine", vm)
     if machine is None:
-        raise AssertionError(f"{_name(vm)} is not running: no QEMU to ask")
+        raise AssertionError(f"{name_of(vm)} is not running: no QEMU to ask")
+    info: Any
     if expected is None:
         info = accel.detect()
     elif isinstance(expected, str):
@@ -311,15 +346,15 @@ def assert_accelerator(vm: object, expected: object = None) -> dict:
     running = "KVM" if enabled else "TCG (QEMU emulation)"
     if enabled != (info.name == "kvm"):
         raise AssertionError(
-            f"{_name(vm)}: expected accelerator {info.name.upper()} ({info.reason}), but QEMU "
+            f"{name_of(vm)}: expected accelerator {info.name.upper()} ({info.reason}), but QEMU "
             f"runs it with {running}: query-kvm says {kvm}.\n"
             "  the guide's rule: `egrep '(vmx|svm)' /proc/cpuinfo` empty -> QEMU (TCG) only")
     chosen = getattr(machine, "accel", None)
     if chosen is not None and chosen.name != info.name:
         raise AssertionError(
-            f"{_name(vm)}: QEMU runs {running}, but labfixtures recorded {chosen.name.upper()} "
+            f"{name_of(vm)}: QEMU runs {running}, but labfixtures recorded {chosen.name.upper()} "
             f"({chosen.reason}) for this machine")
-    return kvm
+    return dict(kvm)
 
 
 # -- frames a guest sends and receives ---------------------------------------------------------
@@ -328,57 +363,86 @@ def _mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-def capture_guest_frames(vm: object, ports: Sequence[object], command: str,
-                         wait: float = 0.5) -> dict:
+def _vm(func: str, vm: object, command: str | None = None) -> None:
+    __tracebackhide__ = True
+    _guest(func, vm)
+    if not isinstance(getattr(vm, "mac", None), str):
+        raise TypeError(f"{func}(): vm must be a VM of the lab with a NIC on a tap (its "
+                        f"`mac` identifies its frames), not {vm!r:.60}")
+    if command is not None:
+        check_name(func, "command", command, "arping -f -c 1 -w 1 -I eth0 203.0.113.129")
+
+
+def capture_guest_frames(vm: Any, ports_: Sequence[object], command: str,
+                         wait: float = 0.5, func: str = "capture_guest_frames"
+                         ) -> dict[Any, list[Any]]:
     """Run COMMAND in the guest while listening on PORTS (veth hosts or `(lab, ifname)`);
-    return, per port, the frames that carry the guest's MAC (sent by it, or to it)."""
-    from scapy.layers.l2 import Ether
-
+    return, per port, the frames that carry the guest's MAC (sent by it, or to it). Each
+    port proves first that it can hear (see `assertions.vlan`)."""
     mac = _mac_bytes(vm.mac)
-    with Capture(ports) as cap:
+    with Capture(ports_, func=func) as cap:
         vm.run(command)
-        seen = cap.frames(mac, wait)
-    # scapy guesses the link type from the interface *name* in the test process's own
-    # namespace, so a lab interface (sw0-vlan2) may come back as Raw: dissect it ourselves
-    return {p: [Ether(bytes(f)) for f in frames] for p, frames in seen.items()}
+        return cap.frames(mac, wait)
 
 
-def assert_guest_frames_isolated(vm: object, command: str, same_vlan: Sequence[object],
+def assert_guest_frames_isolated(vm: Any, command: str, same_vlan: Sequence[object],
                                  other_vlans: Sequence[object], wait: float = 0.5) -> None:
     """Frames the guest sends while running COMMAND (e.g. `arping -b ...`, a broadcast)
-    reach every port of SAME_VLAN (the control) and no port of OTHER_VLANS."""
-    seen = capture_guest_frames(vm, [*same_vlan, *other_vlans], command, wait)
-    leaked = [f"{port(p)}: {seen[port(p)][0].summary()}" for p in other_vlans if seen[port(p)]]
-    missing = [str(port(p)) for p in same_vlan if not seen[port(p)]]
+    reach every port of SAME_VLAN and no port of OTHER_VLANS (each of which proves first
+    that it can hear)."""
+    __tracebackhide__ = True
+    func = "assert_guest_frames_isolated"
+    _vm(func, vm, command)
+    same = ports(same_vlan, "same_vlan", func)
+    other = ports(other_vlans, "other_vlans", func)
+    check_number(func, "wait", wait, 0.01, 30)
+    seen = capture_guest_frames(vm, [*same, *other], command, wait, func)
+    leaked = [f"{p}: {seen[p][0].summary()}" for p in other if seen[p]]
+    missing = [str(p) for p in same if not seen[p]]
     if leaked:
         raise AssertionError(
-            f"VLAN leak: frames of {_name(vm)} ({vm.mac}) sent by `{command}` arrived on "
+            f"VLAN leak: frames of {name_of(vm)} ({vm.mac}) sent by `{command}` arrived on "
             "port(s) of another VLAN:\n  " + "\n  ".join(leaked) +
             "\n  check the `tag` of the VM's tap port and of these ports")
     if missing:
         raise AssertionError(
-            f"frames of {_name(vm)} sent by `{command}` did not reach {', '.join(missing)}, "
+            f"frames of {name_of(vm)} sent by `{command}` did not reach {', '.join(missing)}, "
             "which should be in its VLAN (the command must emit a broadcast; check the tap "
             "port's tag and that the tap is up)")
 
 
-def assert_guest_frames_tagged(vm: object, command: str, trunk: object, vid: int,
+def assert_guest_frames_tagged(vm: Any, command: str, trunk: object, vid: int,
                                wait: float = 0.5) -> None:
     """Frames the guest sends while running COMMAND leave the trunk port TRUNK tagged VID."""
+    __tracebackhide__ = True
     from scapy.layers.l2 import Dot1Q, Ether
 
-    seen = capture_guest_frames(vm, [trunk], command, wait)[port(trunk)]
+    func = "assert_guest_frames_tagged"
+    _vm(func, vm, command)
+    t = port(trunk, "trunk", func)
+    _vid(func, vid)
+    check_number(func, "wait", wait, 0.01, 30)
+    seen = capture_guest_frames(vm, [t], command, wait, func)[t]
     mac = vm.mac.lower()
     sent = [p for p in seen if p.haslayer(Ether) and p[Ether].src.lower() == mac]
     if not sent:
-        raise AssertionError(f"no frame from {_name(vm)} ({mac}) reached the trunk "
+        raise AssertionError(f"no frame from {name_of(vm)} ({mac}) reached the trunk "
                              f"{port(trunk)} while running `{command}` (is VLAN {vid} in its "
                              "`trunks`? did the command emit a broadcast?)")
     vids = [p[Dot1Q].vlan if p.haslayer(Dot1Q) else None for p in sent]
     if any(v != vid for v in vids):
         got = ", ".join("untagged" if v is None else f"VLAN {v}" for v in vids)
-        raise AssertionError(f"frames of {_name(vm)} reached the trunk {port(trunk)} {got}; "
+        raise AssertionError(f"frames of {name_of(vm)} reached the trunk {port(trunk)} {got}; "
                              f"expected every one tagged with VID {vid}")
+
+
+def _vid(func: str, vid: object, optional: bool = False) -> None:
+    __tracebackhide__ = True
+    if optional and vid is None:
+        return
+    if isinstance(vid, bool) or not isinstance(vid, int) or not 0 < vid < 4095:
+        raise TypeError(f"{func}(): vid must be a VLAN number (1-4094)"
+                        + (" or None" if optional else "") + f", not {vid!r:.40}")
 
 
 def guest_unhandled_frames(vm: object, dev: str = "eth0") -> int:
@@ -389,8 +453,17 @@ def guest_unhandled_frames(vm: object, dev: str = "eth0") -> int:
     return sum(int(x) for x in out.split())
 
 
-def _probe_guest(sender: object, vm: object, vid: int | None, count: int, dev: str,
-                 settle: float) -> int:
+def _probe_guest(func: str, sender: object, vm: object, vid: int | None, count: int,
+                 dev: str, settle: float) -> int:
+    __tracebackhide__ = True
+    port(sender, "sender", func)
+    _guest(func, vm)
+    _vid(func, vid, optional=True)
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 100:
+        raise TypeError(f"{func}(): count must be a number of frames (1-100), not "
+                        f"{count!r:.40}")
+    check_name(func, "dev", dev, "eth0")
+    check_number(func, "settle", settle, 0, 30)
     before = guest_unhandled_frames(vm, dev)
     src = "02:00:00:00:" + secrets.token_hex(2)[:2] + ":" + secrets.token_hex(1)
     for _ in range(count):
@@ -403,12 +476,13 @@ def assert_frames_reach_guest(sender: object, vm: object, vid: int | None = None
                               count: int = 3, dev: str = "eth0", settle: float = 0.3) -> int:
     """COUNT broadcast probe frames (EtherType 0x88b5, tagged VID if given) sent from SENDER
     arrive in the guest on DEV (its counters of unhandled frames grow by COUNT)."""
-    got = _probe_guest(sender, vm, vid, count, dev, settle)
+    __tracebackhide__ = True
+    got = _probe_guest("assert_frames_reach_guest", sender, vm, vid, count, dev, settle)
     if got < count:
         tag = f" tagged VID {vid}" if vid is not None else ""
         raise AssertionError(
             f"{count} broadcast frame(s){tag} sent from {port(sender)} should reach "
-            f"{_name(vm)} ({dev}), but it counted {got} (rx_nohandler+rx_dropped).\n"
+            f"{name_of(vm)} ({dev}), but it counted {got} (rx_nohandler+rx_dropped).\n"
             "  check that the sender and the VM's tap are in the same VLAN and up")
     return got
 
@@ -417,10 +491,12 @@ def assert_frames_do_not_reach_guest(sender: object, vm: object, vid: int | None
                                      count: int = 3, dev: str = "eth0",
                                      settle: float = 0.3) -> None:
     """Probe frames sent from SENDER (tagged VID if given) never arrive in the guest."""
-    got = _probe_guest(sender, vm, vid, count, dev, settle)
+    __tracebackhide__ = True
+    got = _probe_guest("assert_frames_do_not_reach_guest", sender, vm, vid, count, dev,
+                       settle)
     if got:
         tag = f" tagged VID {vid}" if vid is not None else ""
         raise AssertionError(
             f"VLAN leak: {got} of {count} broadcast frame(s){tag} sent from {port(sender)} "
-            f"arrived in {_name(vm)} ({dev}, EtherType {ETHERTYPE_PROBE:#06x} counted as "
+            f"arrived in {name_of(vm)} ({dev}, EtherType {ETHERTYPE_PROBE:#06x} counted as "
             "unhandled).\n  the sender must not share a VLAN with the VM's tap port")

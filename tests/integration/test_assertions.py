@@ -1,7 +1,17 @@
 """Every assertion passes on the right lab and fails, with a useful message, on a lab made
-wrong on purpose (a wrong gateway, a missing neighbour, a leaking VLAN...)."""
+wrong on purpose (a wrong gateway, a missing neighbour, a leaking VLAN...).
 
+The VLAN assertions are proven on every kind of port they listen on: a veth host's eth0,
+an SVI (an OVS internal port), a veth end and a tap in the lab namespace (a tap with a test
+holding its queue, and a tap with a real tiny VM behind it): each makes a real leak and
+sees the assertion fail."""
+
+import contextlib
+import fcntl
+import os
 import socket
+import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,6 +32,9 @@ from assertions import (
     assert_vlan_isolation,
     eventually,
 )
+from labfixtures import guestimages
+from labfixtures.core import netns
+from labfixtures.errors import LabError
 
 pytestmark = pytest.mark.root
 GW = "203.0.113.129"
@@ -29,8 +42,9 @@ GW = "203.0.113.129"
 
 @pytest.fixture
 def table1(lab, switch, veth_host):
+    """host2 and peer on VLAN 2 (the SVI sw0-vlan2 their gateway), other on VLAN 3."""
     switch.svi(2, f"{GW}/26")
-    vm = veth_host("vm0", switch, tag=2, addresses=["203.0.113.130/26"], gateway=GW)
+    vm = veth_host("host2", switch, tag=2, addresses=["203.0.113.130/26"], gateway=GW)
     peer = veth_host("peer", switch, tag=2, addresses=["203.0.113.132/26"], gateway=GW)
     other = veth_host("other", switch, tag=3, addresses=["203.0.113.131/26"])
     return lab, switch, vm, peer, other
@@ -94,7 +108,7 @@ def test_neighbours(table1):
 
 def test_ipv6_link_local_neighbour_eventually(table1):
     lab, _, vm, _, _ = table1
-    ll = eventually(vm.link_local, timeout=5, what="link-local address of vm0")
+    ll = eventually(vm.link_local, timeout=5, what="link-local address of host2")
     eventually(lambda: lab.ping(f"{ll}%sw0-vlan2", timeout=0.5), timeout=5)
     assert_neighbour(lab, ll, mac=vm.mac, dev="sw0-vlan2")
 
@@ -105,7 +119,7 @@ def test_reachability(table1):
     assert_unreachable(other, GW)
     with pytest.raises(AssertionError, match="other cannot reach 203.0.113.129"):
         assert_reachable(other, GW, timeout=0.5)
-    with pytest.raises(AssertionError, match="vm0 reached 203.0.113.129, which it must not"):
+    with pytest.raises(AssertionError, match="host2 reached 203.0.113.129, which it must not"):
         assert_unreachable(vm, GW)
 
 
@@ -162,9 +176,131 @@ def test_foreign_tag_is_dropped_on_an_access_port(table1, veth_host):
     with pytest.raises(AssertionError) as e:
         assert_foreign_tag_dropped(hopper, vid=2, receivers=[vm])
     assert "VLAN hopping" in str(e.value)
-    assert "vm0 (eth0)" in str(e.value)
+    assert "host2 (eth0)" in str(e.value)
 
 
 def test_lab_routes_family_v6(table1):
     lab, *_ = table1
     assert any(r.dev == "sw0-vlan2" for r in lab.routes(socket.AF_INET6))
+
+
+# -- VLAN isolation on every kind of port -------------------------------------------------
+
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+
+
+@contextlib.contextmanager
+def holding(lab, tap: str) -> Iterator[int]:
+    """Open TAP's queue as QEMU does (a VM's side of the cord, with no VM): the tap gets
+    its carrier and takes the frames the switch sends it, seen leaving it (PACKET_OUTGOING)
+    by a packet socket in the lab namespace, exactly as with a VM behind it."""
+    with netns.entered(lab.ns):
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", tap.encode(), IFF_TAP | IFF_NO_PI))
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def vlans(lab, switch, veth_host):
+    """VLAN 10: the SVI sw0-vlan10, x10 and tap11 (held open by the test); VLAN 20: the SVI
+    sw0-vlan20 and y20; tap12 (VLAN 20) with nothing behind it."""
+    switch.svi(10, "198.51.100.1/25")
+    switch.svi(20, "198.51.100.129/25")
+    x10 = veth_host("x10", switch, tag=10, addresses=["198.51.100.10/25"])
+    y20 = veth_host("y20", switch, tag=20, addresses=["198.51.100.130/25"])
+    lab.tap(11)
+    switch.add_port("tap11", tag=10)
+    lab.tap(12)
+    switch.add_port("tap12", tag=20)
+    with holding(lab, "tap11"):
+        yield lab, switch, x10, y20
+
+
+def test_a_tap_hears_its_vlan_and_only_it(vlans):
+    """The frame leaves the lab host through tap11 towards the VM: it counts as arrived
+    (before, the capture dropped it as outgoing and reported `did not reach tap11`)."""
+    lab, _, x10, y20 = vlans
+    assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10"), (lab, "tap11")],
+                          other_vlans=[y20, (lab, "sw0-vlan20")])
+    assert_vlan_isolation(y20, same_vlan=[(lab, "sw0-vlan20")],
+                          other_vlans=[x10, (lab, "tap11"), (lab, "sw0-vlan10")])
+
+
+def test_a_leak_to_a_tap_is_caught(vlans):
+    lab, _, x10, y20 = vlans
+    lab.ovs.vsctl("set", "port", "tap11", "tag=20")  # the student's mistake
+    with pytest.raises(AssertionError) as e:
+        assert_vlan_isolation(y20, same_vlan=[(lab, "sw0-vlan20")],
+                              other_vlans=[x10, (lab, "tap11")])
+    msg = str(e.value)
+    assert "VLAN leak: a broadcast frame sent from y20 (eth0)" in msg
+    assert "tap11 (lab host): 02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff (0x88b5)" in msg
+    assert "x10" not in msg.split("VLAN:")[1]
+
+
+def test_a_leak_to_an_svi_is_caught(vlans):
+    lab, _, x10, y20 = vlans
+    lab.ovs.vsctl("set", "port", "sw0-vlan20", "tag=10")
+    with pytest.raises(AssertionError, match=r"(?s)VLAN leak.*sw0-vlan20 \(lab host\): "):
+        assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                              other_vlans=[(lab, "sw0-vlan20")])
+
+
+def test_a_leak_to_a_veth_end_in_the_lab_namespace_is_caught(vlans):
+    """(lab, "y20") listens on y20's veth end on the lab host side (frames transmitted
+    towards the host), as the tap does; and on y20's own eth0 (frames received)."""
+    lab, _, x10, y20 = vlans
+    assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                          other_vlans=[(lab, "y20"), y20])
+    lab.ovs.vsctl("set", "port", "y20", "tag=10")
+    with pytest.raises(AssertionError) as e:
+        assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                              other_vlans=[(lab, "y20"), y20])
+    assert "y20 (lab host): 02:00" in str(e.value) and "y20 (eth0): 02:00" in str(e.value)
+
+
+def test_a_tap_with_nothing_behind_it_is_refused(vlans):
+    """tap12 drops everything (no VM holds it): its silence would prove nothing, and the
+    assertion says which one to use instead."""
+    lab, _, x10, _ = vlans
+    with pytest.raises(LabError) as e:
+        assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                              other_vlans=[(lab, "tap12")])
+    msg = str(e.value)
+    assert "nothing can be heard on tap12 (lab host)" in msg
+    assert "NO-CARRIER" in msg
+    assert "assert_frames_do_not_reach_guest" in msg
+    with pytest.raises(LabError, match="nothing can be heard on tap12"):
+        assert_foreign_tag_dropped(x10, vid=20, receivers=[(lab, "tap12")])
+
+
+def test_a_port_of_no_switch_is_refused(vlans):
+    lab, _, x10, _ = vlans
+    with pytest.raises(LabError, match=r"cannot listen on lo \(lab host\): not a port of a "
+                                       "switch"):
+        assert_vlan_isolation(x10, same_vlan=[], other_vlans=[(lab, "lo")])
+
+
+@pytest.mark.vm
+def test_a_vm_tap_in_the_wrong_vlan_is_caught(lab, switch, veth_host):
+    """A real VM on tap21, wrongly in VLAN 10: the leak towards it is reported (before, the
+    tap's capture heard nothing and the assertion passed)."""
+    guestimages.build("tiny", progress=None)
+    switch.svi(10, "198.51.100.1/25")
+    switch.svi(20, "198.51.100.129/25")
+    x10 = veth_host("x10", switch, tag=10, addresses=["198.51.100.10/25"])
+    lab.tap(21)
+    switch.add_port("tap21", tag=20)
+    lab.vm("vm21", tap=21, addresses=["198.51.100.131/25"], gateway="198.51.100.129")
+    assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                          other_vlans=[(lab, "tap21")])
+    assert_vlan_isolation((lab, "sw0-vlan20"), same_vlan=[(lab, "tap21")],
+                          other_vlans=[x10])
+    lab.ovs.vsctl("set", "port", "tap21", "tag=10")  # the student's mistake
+    with pytest.raises(AssertionError, match=r"(?s)VLAN leak: .* from x10 \(eth0\).*"
+                                             r"tap21 \(lab host\): 02:00"):
+        assert_vlan_isolation(x10, same_vlan=[(lab, "sw0-vlan10")],
+                              other_vlans=[(lab, "tap21")])
