@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labfixtures.checkpoint import operations as ck  # noqa: E402
+from labfixtures import checkpoint as ck  # noqa: E402
 from labfixtures.lab.lab import Lab  # noqa: E402
 
 
@@ -60,11 +60,11 @@ def restore_bench(runs: int) -> None:
                 t = time.monotonic()
                 cp = ck.save(vm, f"b{i}", store=store)
                 saves.append(time.monotonic() - t)
-                pauses.append(cp.manifest["save_seconds"]["paused"])
+                pauses.append(cp.manifest.timings["paused"])
             print(f"save (whole call: snapshot, manifest, sha256): {fmt(saves)}")
             print(f"save (guest paused): {fmt(pauses)}")
             print(f"state size: {cp.size / 2**20:.1f} MiB "
-                  f"({cp.manifest['files'][ck.STATE_FILE]['size']} bytes)")
+                  f"({cp.manifest.files[ck.STATE_FILE].size} bytes)")
             ready, answered, calls = [], [], []
             for _ in range(runs):
                 t = time.monotonic()

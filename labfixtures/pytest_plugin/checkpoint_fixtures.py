@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from labfixtures.checkpoint import operations as checkpoint
+from labfixtures import checkpoint
 from labfixtures.errors import LabError
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
@@ -138,7 +138,6 @@ def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, **kw: Any)
             warnings.warn(f"automatic checkpoint {name}@{tag} unusable, booting: {e}",
                           stacklevel=2)
             vm.stop()
-            vm.state_disk = None
             if vm.overlay is not None:
                 vm.overlay.unlink(missing_ok=True)
                 vm.overlay = None

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from labfixtures import checkpoint as ck
 from labfixtures import guestimages
-from labfixtures.checkpoint import operations as ck
-from labfixtures.errors import LabError
+from labfixtures.errors import CheckpointError, LabError
 from labfixtures.lab.lab import Lab
 
 pytestmark = [
@@ -69,7 +69,7 @@ def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, 
     cp = ck.save(vm, "step1", store=store)
     assert vm.machine.pid == pid_before and vm.machine.running, "the save must be live"
     assert vm.run("cat /root/kept", check=True).stdout == "before\n"
-    assert cp.manifest["files"][ck.STATE_FILE]["size"] > 1 << 20
+    assert cp.manifest.files[ck.STATE_FILE].size > 1 << 20
     assert [c.tag for c in store.list("vm0")] == ["step1"]
 
     vm.run("echo after > /root/kept; echo new > /root/later", check=True)
@@ -100,12 +100,16 @@ def test_restore_refuses_a_vm_with_other_settings(lab, store):
     vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
     ck.save(vm, "s", store=store)
     other = lab.vm("vm1", tap=3, memory=192, start=False)
-    with pytest.raises(LabError, match="memory_mb: checkpoint 256, VM 192"):
+    with pytest.raises(CheckpointError) as e:
         ck.restore(other, "s", store=store, source="vm0")
-    with pytest.raises(LabError, match="already exists"):
+    assert (e.value.reason, e.value.checkpoint) == ("mismatch", "vm0@s")
+    assert "memory_mb: checkpoint 256, VM 192" in e.value.problem
+    with pytest.raises(CheckpointError) as e:
         ck.save(vm, "s", store=store)
-    with pytest.raises(LabError, match="no checkpoint vm0@nope"):
+    assert (e.value.reason, e.value.checkpoint) == ("exists", "vm0@s")
+    with pytest.raises(CheckpointError) as e:
         ck.restore(vm, "nope", store=store)
+    assert (e.value.reason, e.value.checkpoint) == ("missing", "vm0@nope")
 
 
 def test_export_import_into_an_empty_store_and_restore_into_a_fresh_lab(lab, store,
@@ -114,7 +118,7 @@ def test_export_import_into_an_empty_store_and_restore_into_a_fresh_lab(lab, sto
     vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
     vm.run("echo from-the-first-lab > /root/note", check=True)
     ck.save(vm, "handout", store=store)
-    bundle = store.export("vm0", "handout", tmp_path / "handout.tar")
+    bundle = ck.export("vm0", "handout", tmp_path / "handout.tar", store=store)
 
     # a corrupted copy of the real bundle is refused and leaves nothing behind
     bad = tmp_path / "bad.tar"
@@ -122,12 +126,13 @@ def test_export_import_into_an_empty_store_and_restore_into_a_fresh_lab(lab, sto
     data[len(data) // 2] ^= 0x01
     bad.write_bytes(bytes(data))
     empty = ck.CheckpointStore(tmp_path / "empty")
-    with pytest.raises(LabError, match="corrupted"):
-        empty.import_bundle(bad)
+    with pytest.raises(CheckpointError) as e:
+        ck.import_bundle(bad, store=empty)
+    assert e.value.reason == "corrupt"
     assert not empty.root.exists() or not any(empty.root.iterdir())
 
-    cp = empty.import_bundle(bundle)
-    assert cp.manifest["vm"]["nics"][0]["tap"] == 2
+    cp = ck.import_bundle(bundle, store=empty)
+    assert cp.manifest.vm.nics[0].tap == 2
     # another lab: other namespace, other Open vSwitch, the same plan
     with Lab.open(fresh_labid("fresh")) as fresh:
         table1(fresh)

@@ -1,0 +1,158 @@
+"""Talking to a running QEMU: the live snapshot of its memory (and disk) into files.
+
+The memory state (QEMU's vmstate) always goes into a qcow2 of its own, `state.qcow2`,
+hot-added to the running QEMU (`blockdev-add`) for the save and removed after it, with no
+device in the guest. QMP `snapshot-save` names that node as the vmstate target. So the
+tiny image, which has no disk (kernel + initramfs, its root file system lives in RAM),
+needs nothing at boot to be checkpointable, and each saved state is one file holding
+exactly one snapshot. A VM with a disk (a qcow2 overlay) gets an internal snapshot of that
+overlay in the same `snapshot-save`; the overlay is copied while the guest is paused
+(consistent), then the snapshot is deleted from the live overlay.
+
+Restoring is the other way round: QEMU started with the state file as a drive without a
+device (`state_drive_args()`) and `-loadvm TAG`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from labfixtures.core.runner import run
+from labfixtures.errors import CheckpointError
+from labfixtures.qemu.cmdline import QEMU
+from labfixtures.qemu.images import create_disk
+
+_nodes = itertools.count()
+_version: str | None = None
+
+
+class Monitor(Protocol):
+    """A QMP connection: a `qemu.Machine`, or `SocketMonitor` for a QEMU started elsewhere."""
+
+    def qmp(self, command: str, **args: object) -> object: ...
+
+
+def qemu_version() -> str:
+    """`7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`: the first line of `--version`."""
+    global _version
+    if _version is None:
+        out = run([QEMU, "--version"], timeout=30, check=False).stdout
+        _version = out.splitlines()[0].removeprefix("QEMU emulator version ").strip() \
+            if out else "unknown"
+    return _version
+
+
+def major_minor(version: str) -> str:
+    """`7.2` of `7.2.22 (Debian ...)`: a state restores only into the same QEMU line."""
+    return ".".join(version.split()[0].split(".")[:2]) if version else ""
+
+
+def state_drive_args(state: Path) -> list[str]:
+    """QEMU arguments attaching STATE as a drive without a guest device: where `-loadvm`
+    finds the memory state of a VM (with or without a disk)."""
+    return ["-drive", f"if=none,id=lfstate,format=qcow2,file={str(state).replace(',', ',,')}"]
+
+
+def _list(value: object) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _run_job(mon: Monitor, command: str, job_id: str, timeout: float = 600.0,
+             **args: object) -> None:
+    mon.qmp(command, **{"job-id": job_id}, **args)
+    deadline = time.monotonic() + timeout
+    while True:
+        job = next((j for j in _list(mon.qmp("query-jobs")) if j.get("id") == job_id), None)
+        if job is None or job.get("status") in ("concluded", "null"):
+            break
+        if time.monotonic() > deadline:
+            raise CheckpointError(f"{command} did not finish within {timeout:g}s",
+                                  "see the QEMU log in the VM's run directory",
+                                  reason="timeout")
+        time.sleep(0.005)
+    mon.qmp("job-dismiss", id=job_id)
+    if job is not None and job.get("error"):
+        raise CheckpointError(f"{command} failed: {job['error']}",
+                              "see the QEMU log in the VM's run directory", reason="qemu")
+
+
+def _disk_node(mon: Monitor, device: str = "disk0") -> str:
+    for b in _list(mon.qmp("query-block")):
+        inserted = b.get("inserted")
+        if b.get("device") == device and isinstance(inserted, Mapping):
+            return str(inserted["node-name"])
+    raise CheckpointError(f"the VM has no disk {device!r} to snapshot",
+                          "a VM with an overlay has its disk as disk0", reason="qemu")
+
+
+def snapshot_to(mon: Monitor, tag: str, state: Path, overlay: Path | None = None,
+                disk_copy: Path | None = None) -> dict[str, float]:
+    """Save the VM's memory into STATE (a new qcow2) under TAG, and, if the VM has a
+    qcow2 OVERLAY, snapshot it too and copy it to DISK_COPY while the guest is paused.
+    The live VM is left as it was: running, with no state file and no snapshot kept.
+    Returns the seconds the snapshot took and the guest was paused."""
+    create_disk(state, "1M")
+    node = f"lfsave{os.getpid()}x{next(_nodes)}"
+    mon.qmp("blockdev-add", driver="qcow2", **{"node-name": node},
+            file={"driver": "file", "filename": str(state)})
+    timings: dict[str, float] = {}
+    try:
+        devices = [node]
+        disk = _disk_node(mon) if overlay is not None else None
+        if disk is not None:
+            devices.append(disk)
+        status = mon.qmp("query-status")
+        running = bool(status.get("running")) if isinstance(status, Mapping) else True
+        t0 = time.monotonic()
+        if disk is not None and running:
+            mon.qmp("stop")  # the copy below must see no guest write
+        try:
+            _run_job(mon, "snapshot-save", f"{node}-save", tag=tag, vmstate=node,
+                     devices=devices)
+            timings["snapshot"] = time.monotonic() - t0
+            if disk is not None and overlay is not None and disk_copy is not None:
+                shutil.copyfile(overlay, disk_copy)
+                _run_job(mon, "snapshot-delete", f"{node}-del", tag=tag, devices=[disk])
+        finally:
+            if disk is not None and running:
+                mon.qmp("cont")
+            timings["paused"] = time.monotonic() - t0
+    finally:
+        mon.qmp("blockdev-del", **{"node-name": node})
+    return timings
+
+
+class SocketMonitor:
+    """A QMP connection to a QEMU this process did not start (a persistent lab's VM)."""
+
+    def __init__(self, socket_path: Path, name: str = "vm") -> None:
+        self.name = name
+        self._qmp = QEMUMonitorProtocol(str(socket_path), nickname=name)
+        try:
+            self._qmp.connect()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"cannot reach the QMP socket of {name} ({socket_path}): {e}",
+                                  "is the VM running? QEMU accepts one QMP client at a time: "
+                                  "close the other one", reason="not-running") from None
+        self._qmp.settimeout(60)
+
+    def qmp(self, command: str, **args: object) -> object:
+        try:
+            return self._qmp.cmd(command, **args)
+        except Exception as e:
+            raise CheckpointError(f"QMP {command} on {self.name} failed: {e}",
+                                  "see the QEMU log in the VM's run directory",
+                                  reason="qemu") from e
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._qmp.close()
