@@ -19,6 +19,7 @@ from labfixtures.core.addressing import eui64_link_local
 from labfixtures.guestimages import GuestConfig, GuestImage
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
+from labfixtures.qemu.spec import READY_MARKER
 
 pytestmark = [
     pytest.mark.vm,
@@ -44,7 +45,8 @@ def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool
                            nics=[nic], tuned=False)
     m = Machine(spec, run_dir, netns=ns)
     try:
-        m.boot(image.facts.get("marker", "labfixtures: ready"), timeout=300)
+        assert image.facts["marker"] == READY_MARKER
+        m.boot(READY_MARKER, timeout=300)
         ssh = GuestSSH("127.0.0.1", nic.ssh_port, key=image.private_key, netns=ns,
                        host_key=image.host_public_key or None).connect(deadline=120)
     except BaseException:

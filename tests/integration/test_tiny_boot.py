@@ -14,7 +14,7 @@ import pytest
 from labfixtures import guestimages
 from labfixtures.core import netns, runner
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.errors import BootError, LabError
+from labfixtures.errors import BootError, LabError, QmpError
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec
 from labfixtures.qemu.launch import LaunchInfo
@@ -103,6 +103,11 @@ def test_boot_user_mode_with_dhcp_and_hostfwd(tiny, private_ns, tmp_path, profil
         v6 = c.run("ip -6 addr show dev eth0", check=True).stdout
         assert f"inet6 {eui64_link_local(nic.mac)}/64 scope link" in v6
         assert m.hmp("info status").strip() == "VM status: running"
+        with pytest.raises(QmpError) as e:
+            m.qmp("lf-no-such-command")
+        assert (e.value.command, e.value.machine) == ("lf-no-such-command", "vm0")
+        assert e.value.error_class == "CommandNotFound"
+        assert m.qmp("query-status")["status"] == "running"  # the connection survives
 
 
 def test_static_guest_configuration(tiny, private_ns, make_tap, tmp_path):
