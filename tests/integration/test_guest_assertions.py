@@ -9,6 +9,7 @@ guest that answers with canned `/sys` contents.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -16,11 +17,14 @@ import pytest
 
 from assertions import (
     assert_accelerator,
+    assert_file_contains,
     assert_frames_do_not_reach_guest,
     assert_frames_reach_guest,
     assert_guest_frames_isolated,
     assert_guest_frames_tagged,
+    assert_listening,
     assert_modules_loaded,
+    assert_service_running,
     assert_virtio_devices,
     assert_virtio_disk,
     assert_virtio_pci_devices,
@@ -159,6 +163,60 @@ def test_frames_do_not_reach_guest(net):
     with pytest.raises(AssertionError, match=r"VLAN leak: 3 of 3 broadcast frame\(s\) sent "
                                              r"from same2 \(eth0\) arrived in vm0"):
         assert_frames_do_not_reach_guest(net.same, net.vm)
+
+
+# -- files, services, listening sockets ----------------------------------------------------
+
+@pytest.mark.root
+@pytest.mark.vm
+def test_file_contains(net):
+    net.vm.run("printf 'lab 10\\nvlan=2\\n' > /tmp/lab.conf", check=True)
+    assert assert_file_contains(net.vm, "/tmp/lab.conf", "vlan=2") == "vlan=2"
+    assert assert_file_contains(net.vm, "/tmp/lab.conf", re.compile(r"^lab \d+$", re.M)
+                                ) == "lab 10"
+    with pytest.raises(AssertionError) as e:
+        assert_file_contains(net.vm, "/tmp/lab.conf", "vlan=3")
+    msg = str(e.value)
+    assert "vm0: expected /tmp/lab.conf to contain the text 'vlan=3', but it does not" in msg
+    assert "/tmp/lab.conf (2 lines):\n      1  lab 10\n      2  vlan=2" in msg  # the file
+    with pytest.raises(AssertionError, match=r"(?s)there is no file /tmp/nope.conf.*"
+                                             "its directory holds:.*lab.conf"):
+        assert_file_contains(net.vm, "/tmp/nope.conf", "x")
+    with pytest.raises(AssertionError, match="/tmp is not a readable regular file"):
+        assert_file_contains(net.vm, "/tmp", "x")
+
+
+@pytest.mark.root
+@pytest.mark.vm
+def test_service_running_by_process_name_without_systemd(net):
+    """The tiny guest has no systemctl: a service is a process of that name (dropbear)."""
+    proc = assert_service_running(net.vm, "dropbear")
+    assert proc.comm == "dropbear"
+    with pytest.raises(AssertionError) as e:
+        assert_service_running(net.vm, "sshd")
+    msg = str(e.value)
+    assert "vm0: expected service sshd to be running, but no process is named sshd" in msg
+    assert "no systemd here" in msg
+    assert re.search(r"\n +\d+  dropbear ", msg), msg  # what runs instead, shown
+    net.vm.run("sleep 300 >/dev/null 2>&1 &", check=True)
+    assert_service_running(net.vm, "sleep")
+    net.vm.run("killall sleep", check=True)
+    with pytest.raises(AssertionError, match="no process is named sleep"):
+        assert_service_running(net.vm, "sleep")
+
+
+@pytest.mark.root
+@pytest.mark.vm
+def test_listening(net):
+    socks = assert_listening(net.vm, 22)  # dropbear
+    assert {s.port for s in socks} == {22}
+    with pytest.raises(AssertionError) as e:
+        assert_listening(net.vm, 2222)
+    msg = str(e.value)
+    assert "vm0: expected a TCP socket listening on port 2222, but nothing listens" in msg
+    assert re.search(r"listening TCP sockets \(ss -ltn\):\n +tcp6? +\S+:22\b", msg), msg
+    with pytest.raises(AssertionError, match="expected a UDP socket listening on port 53"):
+        assert_listening(net.vm, 53, proto="udp")
 
 
 # -- branches a tiny guest cannot show: a stand-in guest ------------------------------------
