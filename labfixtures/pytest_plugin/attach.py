@@ -26,6 +26,12 @@ CREDENTIALS_FIX = (f"give --lab-attach-key PATH (a private key the guest accepts
                    f"{ATTACH_PASSWORD_VAR}=... in the environment")
 
 
+def target_text(vm: AttachedVM) -> str:
+    """USER@HOST:PORT as `--lab-attach` takes it (an IPv6 address in brackets)."""
+    host = f"[{vm.address}]" if ":" in vm.address else vm.address
+    return f"{vm.user}@{host}:{vm.port}"
+
+
 def _labid(name: str) -> str:
     return name if name.startswith("lf-") else f"lf-{name}"
 
@@ -113,7 +119,7 @@ def read_options(config: pytest.Config) -> AttachPlan:
                 continue  # entering a namespace needs root: the test will say so
             vm.check_reachable_here()
         except LabError as e:
-            raise _usage(f"--lab-attach {vm.name}={vm.user}@{vm.address}", e) from None
+            raise _usage(f"--lab-attach {vm.name}={target_text(vm)}", e) from None
     return plan
 
 
@@ -143,7 +149,7 @@ class AttachedVMs(dict[str, AttachedVM]):
         try:
             vm.connect(deadline=30.0)
         except LabError as e:
-            msg = f"attached[{name!r}] ({vm.user}@{vm.address}:{vm.port}): {explain(e)}"
+            msg = f"attached[{name!r}] ({target_text(vm)}): {explain(e)}"
             if vm.netns is None and "no SSH connection" in e.problem:
                 msg += ("\n  if the machine is inside a lab's namespace: --lab-attach-netns "
                         "NS, or --lab-attach-lab NAME for a lab started with `labctl up`")

@@ -76,7 +76,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     plan = config.stash.get(ATTACH, None)
     if plan is not None and plan.vms:
         lines.append("labfixtures: attached " + ", ".join(
-            f"{v.name}={v.user}@{v.address}:{v.port}" + (f" in {v.netns}" if v.netns else "")
+            f"{v.name}={attach.target_text(v)}" + (f" in {v.netns}" if v.netns else "")
             for v in plan.vms.values()))
     return lines
 

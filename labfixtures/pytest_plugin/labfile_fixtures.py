@@ -16,46 +16,14 @@ relative to the test module's directory, or absolute.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from labfixtures.errors import LabError
-from labfixtures.lab.lab import Lab, Switch, VethHost
-from labfixtures.lab.labfile import LabFile, build_network, load
-from labfixtures.lab.vm import VM, VmNic
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.labfile import BuiltLab, build, load
 from labfixtures.pytest_plugin.stash import TEST_LAB
-
-
-@dataclass
-class BuiltLab:
-    """What a lab file built: its VMs, veth hosts and switches by name, and the lab."""
-
-    lab: Lab
-    spec: LabFile
-    vms: dict[str, VM] = field(default_factory=dict)
-    hosts: dict[str, VethHost] = field(default_factory=dict)
-    switches: dict[str, Switch] = field(default_factory=dict)
-
-
-def build(spec: LabFile, lab: Lab) -> BuiltLab:
-    """SPEC's network, then its VMs (all booting at once), each checked over SSH."""
-    build_network(spec, lab)
-    built = BuiltLab(lab, spec,
-                     hosts={n: lab.hosts[n] for n in spec.hosts},
-                     switches={n: lab.switches[n] for n in spec.switches})
-    for v in spec.vms.values():
-        nics = [VmNic(tap=n.tap, user=n.kind == "user", addresses=n.addresses,
-                      gateway=n.gateway, dhcp=n.dhcp, ssh_port=n.ssh_port, mac=n.mac)
-                for n in v.nics]
-        built.vms[v.name] = lab.vm(v.name, nics=nics, image=v.image, memory=v.memory,
-                                   vcpus=v.vcpus, profile=v.profile, start=False)
-    for vm in built.vms.values():
-        vm.start(wait=False)
-    for vm in built.vms.values():
-        vm.run("true", check=True)
-    return built
 
 
 def resolve(request: pytest.FixtureRequest, path: str | Path) -> Path:

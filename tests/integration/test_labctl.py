@@ -2,8 +2,8 @@
 lab file, and a wrong lab file refused with file, key and fix, leaving nothing behind."""
 
 import json
-import secrets
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +57,18 @@ def test_up_status_ssh_down_of_table_1():
         assert route.returncode == 0
         assert "default via 203.0.113.129 dev eth0" in route.stdout
         assert labctl("ssh", name, "vm0", "--", "exit 3").returncode == 3
+        # ssh joins CMD into one shell line (as ssh does); exec passes argv word for word
+        assert labctl("ssh", name, "vm0", "--", "echo", "a;", "echo", "b").stdout == "a\nb\n"
+        cp = labctl("exec", name, "vm0", "--", "sh", "-c", "echo x > /etc/motd")
+        assert cp.returncode == 0, cp.stderr
+        assert labctl("exec", name, "vm0", "--", "cat", "/etc/motd").stdout == "x\n"
+        assert labctl("exec", name, "vm0", "--", "echo", "a;", "echo", "b").stdout == \
+            "a; echo b\n"
+        # status: the key and the pytest lines that grade the lab
+        assert "SSH key: /" in status
+        assert f"pytest TESTS --lab-attach-lab {name}" in status
+        assert ("--lab-attach vm0=root@[fe80::baad:caff:fefe:2%sw0-vlan2] --lab-attach-key "
+                in status) and f"--lab-attach-netns {labid}" in status
         # a persistent lab survives a reaping run
         labctl("clean")
         assert netns.exists(labid)
