@@ -15,44 +15,35 @@ device (`state_drive_args()`) and `-loadvm TAG`.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from qemu.qmp.legacy import QEMUMonitorProtocol
-
-from labfixtures.core.runner import run
 from labfixtures.errors import CheckpointError
-from labfixtures.qemu.cmdline import QEMU
+from labfixtures.qemu.accel import qemu_version
 from labfixtures.qemu.images import create_disk
 
+__all__ = ["Monitor", "major_minor", "qemu_version", "snapshot_to", "state_drive_args"]
+
 _nodes = itertools.count()
-_version: str | None = None
 
 
 class Monitor(Protocol):
-    """A QMP connection: a `qemu.Machine`, or `SocketMonitor` for a QEMU started elsewhere."""
+    """A QMP connection: a `qemu.Machine`, or a `qemu.qmp.QmpClient` (a QEMU started by
+    another process)."""
 
-    def qmp(self, command: str, **args: object) -> object: ...
-
-
-def qemu_version() -> str:
-    """`7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`: the first line of `--version`."""
-    global _version
-    if _version is None:
-        out = run([QEMU, "--version"], timeout=30, check=False).stdout
-        _version = out.splitlines()[0].removeprefix("QEMU emulator version ").strip() \
-            if out else "unknown"
-    return _version
+    @property
+    def qmp(self) -> Callable[..., object]:
+        """`qmp(command, **args)`: run a QMP command, its return value."""
+        ...
 
 
 def major_minor(version: str) -> str:
-    """`7.2` of `7.2.22 (Debian ...)`: a state restores only into the same QEMU line."""
+    """`7.2` of `7.2.22`: a saved state restores only into the same QEMU line."""
     return ".".join(version.split()[0].split(".")[:2]) if version else ""
 
 
@@ -129,30 +120,3 @@ def snapshot_to(mon: Monitor, tag: str, state: Path, overlay: Path | None = None
     finally:
         mon.qmp("blockdev-del", **{"node-name": node})
     return timings
-
-
-class SocketMonitor:
-    """A QMP connection to a QEMU this process did not start (a persistent lab's VM)."""
-
-    def __init__(self, socket_path: Path, name: str = "vm") -> None:
-        self.name = name
-        self._qmp = QEMUMonitorProtocol(str(socket_path), nickname=name)
-        try:
-            self._qmp.connect()
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"cannot reach the QMP socket of {name} ({socket_path}): {e}",
-                                  "is the VM running? QEMU accepts one QMP client at a time: "
-                                  "close the other one", reason="not-running") from None
-        self._qmp.settimeout(60)
-
-    def qmp(self, command: str, **args: object) -> object:
-        try:
-            return self._qmp.cmd(command, **args)
-        except Exception as e:
-            raise CheckpointError(f"QMP {command} on {self.name} failed: {e}",
-                                  "see the QEMU log in the VM's run directory",
-                                  reason="qemu") from e
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._qmp.close()
