@@ -6,51 +6,58 @@ Table 1 of the guide:
     VM              eth0        203.0.113.130/26    the VM's interface
     lab host        sw0-vlan2   203.0.113.129/26    the VM's default gateway
 
-Here a veth host stands in for the VM on an access port of VLAN 2 (test_s10_vm.py runs
-the same topology with a real VM on tap2). The checks are those a teacher makes by hand.
+Here a veth host, `host2`, stands in for the VM on an access port of VLAN 2
+(test_s10_vm.py runs the same topology with a real VM on tap2); `intruder` sits on a
+VLAN 3 port of the same switch. The checks are those a teacher makes by hand.
 """
-
-import socket
-import time
 
 import pytest
 
+from assertions import (
+    assert_address,
+    assert_default_route,
+    assert_neighbour,
+    assert_reachable,
+    assert_tcp_open,
+    assert_unreachable,
+    assert_vlan_isolation,
+    eventually,
+)
+
 pytestmark = pytest.mark.root
 
-VM_ADDR = "203.0.113.130/26"
+HOST_ADDR = "203.0.113.130"
 GATEWAY = "203.0.113.129"
 
 
 @pytest.fixture
 def table1(lab, switch, veth_host):
-    """sw0 with the SVI sw0-vlan2, forwarding on, a host on a VLAN 2 access port and
-    an intruder on a VLAN 3 port of the same switch."""
+    """sw0 with the SVI sw0-vlan2, forwarding on, host2 on a VLAN 2 access port and
+    the intruder on a VLAN 3 port of the same switch."""
     switch.svi(2, f"{GATEWAY}/26")
     lab.enable_forwarding()
-    vm = veth_host("vm0", switch, tag=2, addresses=[VM_ADDR], gateway=GATEWAY)
-    intruder = veth_host("vlan3", switch, tag=3, addresses=["203.0.113.131/26"],
+    host2 = veth_host("host2", switch, tag=2, addresses=[f"{HOST_ADDR}/26"], gateway=GATEWAY)
+    intruder = veth_host("intruder", switch, tag=3, addresses=["203.0.113.131/26"],
                          gateway=GATEWAY)
-    return lab, switch, vm, intruder
+    return lab, switch, host2, intruder
 
 
-def test_vm_port_is_an_access_port_of_vlan_2(table1):
-    _, switch, vm, _ = table1
-    mode = switch.port_mode(vm.port)
-    assert (mode.mode, mode.tag) == ("access", 2), f"port {vm.port} is {mode}"
+def test_host2_port_is_an_access_port_of_vlan_2(table1):
+    _, switch, host2, _ = table1
+    mode = switch.port_mode(host2.port)
+    assert (mode.mode, mode.tag) == ("access", 2), f"port {host2.port} is {mode}"
     assert switch.port_mode("sw0-vlan2").tag == 2
 
 
-def test_vm_reaches_its_gateway(table1):
-    _, _, vm, _ = table1
-    assert vm.ping(GATEWAY), f"{vm.name} (VLAN 2) cannot ping its gateway {GATEWAY}"
+def test_host2_reaches_its_gateway(table1):
+    _, _, host2, _ = table1
+    assert_address(host2, f"{HOST_ADDR}/26", dev="eth0")
+    assert_reachable(host2, GATEWAY)
 
 
-def test_default_route_of_the_vm_goes_via_the_svi(table1):
-    _, _, vm, _ = table1
-    defaults = [r for r in vm.routes() if r.dst == "default"]
-    assert [r.gateway for r in defaults] == [GATEWAY], (
-        "expected one default route via 203.0.113.129, got:\n  "
-        + "\n  ".join(map(str, vm.routes())))
+def test_default_route_of_host2_goes_via_the_svi(table1):
+    _, _, host2, _ = table1
+    assert_default_route(host2, via=GATEWAY, dev="eth0")
 
 
 def test_forwarding_is_on_in_the_lab_host_only(table1):
@@ -60,35 +67,28 @@ def test_forwarding_is_on_in_the_lab_host_only(table1):
 
 
 def test_vlan_3_cannot_reach_the_vlan_2_gateway(table1):
-    _, _, _, intruder = table1
-    assert not intruder.ping(GATEWAY, timeout=1.0), (
-        "a host on a VLAN 3 port reached the VLAN 2 SVI: VLAN isolation is broken")
+    lab, _, host2, intruder = table1
+    assert_unreachable(intruder, GATEWAY)
+    # on real frames: a VLAN 2 broadcast reaches the SVI, never the intruder
+    assert_vlan_isolation(host2, same_vlan=[(lab, "sw0-vlan2")], other_vlans=[intruder])
 
 
-def test_lab_host_learns_the_vm_mac_on_sw0_vlan2(table1):
-    lab, _, vm, _ = table1
-    assert lab.ping(VM_ADDR.split("/")[0])
-    neighbours = lab.neighbours("sw0-vlan2", socket.AF_INET)
-    seen = {n.address: n.mac for n in neighbours}
-    assert seen.get("203.0.113.130") == vm.mac, (
-        f"neighbour table of sw0-vlan2 should map 203.0.113.130 to {vm.mac}; it holds:\n  "
-        + "\n  ".join(map(str, neighbours)))
+def test_lab_host_learns_host2_mac_on_sw0_vlan2(table1):
+    lab, _, host2, _ = table1
+    assert_reachable(lab, HOST_ADDR)
+    assert_neighbour(lab, HOST_ADDR, mac=host2.mac, dev="sw0-vlan2")
 
 
 def test_ipv6_link_local_works_on_vlan_2(table1):
-    lab, _, vm, _ = table1
-    deadline = time.monotonic() + 5
-    while (ll := vm.link_local()) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ll, "the host never got an fe80:: address"
-    assert lab.ping(f"{ll}%sw0-vlan2", timeout=5), f"no answer from {ll}%sw0-vlan2"
+    lab, _, host2, _ = table1
+    ll = eventually(lambda: host2.link_local() or False, timeout=5,
+                    what="the fe80:: address of host2")
+    eventually(lambda: assert_reachable(lab, f"{ll}%sw0-vlan2", timeout=1), timeout=5)
 
 
 def test_tcp_crosses_the_switch(table1):
-    """Ping works even when checksums are broken; TCP proves they are not (docs/host-facts.md)."""
-    lab, _, vm, _ = table1
-    server = vm.tcp_server(22, "203.0.113.130")
-    from labfixtures.net import probes
-
-    assert probes.tcp_connect(lab.ns, "203.0.113.130", 22, timeout=5)
+    """Ping works even when checksums are broken; TCP proves they are not (DESIGN §2)."""
+    lab, _, host2, _ = table1
+    server = host2.tcp_server(22, HOST_ADDR)
+    assert_tcp_open(lab, HOST_ADDR, 22, timeout=5)
     server.wait(timeout=5)

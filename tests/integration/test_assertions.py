@@ -108,7 +108,8 @@ def test_neighbours(table1):
 
 def test_ipv6_link_local_neighbour_eventually(table1):
     lab, _, vm, _, _ = table1
-    ll = eventually(vm.link_local, timeout=5, what="link-local address of host2")
+    ll = eventually(lambda: vm.link_local() or False, timeout=5,
+                    what="link-local address of host2")
     eventually(lambda: lab.ping(f"{ll}%sw0-vlan2", timeout=0.5), timeout=5)
     assert_neighbour(lab, ll, mac=vm.mac, dev="sw0-vlan2")
 
