@@ -70,20 +70,19 @@ def eui64(mac: str) -> str:
 
 @pytest.fixture
 def table1(lab, lab_vm):
-    # On the userspace datapath, the lab host's kernel also receives what the VM sends on
-    # tap2 and, by default (arp_ignore=0), answers ARP for 203.0.113.129 there with tap2's
-    # MAC, racing the SVI's answer (ARP flux). With the guide's kernel datapath tap2 is an
-    # OVS port the stack never sees; arp_ignore=1 gives the same behaviour here.
-    lab.sysctl("net.ipv4.conf.all.arp_ignore", 1)
     # the lab file's switch, SVI, tap and VM (booted by lab_vm, from a checkpoint when
     # one fits), with the file's NIC settings as written
     built = topology.build(topology.load(LAB_FILE), lab, make_vm=lab_vm)
     sw0 = built.switches["sw0"]
-    # Table 1's upstream side: the lab host's eth0 and the router, its default gateway
-    router = lab.veth_host("eth0", addresses=[f"{ROUTER}/26"], gateway=HOST_ETH0)
+    # Table 1's upstream side: the router, the lab host's default gateway, behind the lab
+    # host's eth0 (the router's veth end on the lab side, renamed as in the table)
+    router = lab.veth_host("router", addresses=[f"{ROUTER}/26"], gateway=HOST_ETH0)
+    lab.run(["ip", "link", "set", "dev", "router", "down"])
+    lab.run(["ip", "link", "set", "dev", "router", "name", "eth0"])
+    lab.run(["ip", "link", "set", "dev", "eth0", "up"])
     lab.nl.add_address("eth0", f"{HOST_ETH0}/26")
     lab.nl.add_route("default", gateway=ROUTER)
-    intruder = lab.veth_host("vlan3", sw0, tag=3, addresses=["203.0.113.131/26"],
+    intruder = lab.veth_host("intruder", sw0, tag=3, addresses=["203.0.113.131/26"],
                              gateway=GATEWAY)
     trunk = lab.veth_host("trunk", sw0, trunks=[2, 3])
     (vm,) = built.vms.values()
