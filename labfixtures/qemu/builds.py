@@ -153,12 +153,13 @@ def _relink_inside(tree: Path) -> None:
                 link.symlink_to(os.path.relpath(tree / target.lstrip("/"), link.parent))
 
 
-def _launcher_text(tree: Path) -> str:
-    data = " ".join(f'-L "{tree / d}"' for d in DATA_DIRS if (tree / d).is_dir())
+def _launcher_text(tree: Path, final: Path) -> str:
+    """The launcher of the build unpacked in TREE, which will live in FINAL."""
+    data = " ".join(f'-L "{final / d}"' for d in DATA_DIRS if (tree / d).is_dir())
     return ("#!/bin/sh\n"
             "# written by `labctl qemu fetch`: this build of QEMU on its own data and modules\n"
-            f'QEMU_MODULE_DIR="{tree / MODULE_DIR}"\nexport QEMU_MODULE_DIR\n'
-            f'exec "{tree / "usr/bin" / BINARY}" {data} "$@"\n')
+            f'QEMU_MODULE_DIR="{final / MODULE_DIR}"\nexport QEMU_MODULE_DIR\n'
+            f'exec "{final / "usr/bin" / BINARY}" {data} "$@"\n')
 
 
 def version_of(binary: Path | str) -> str:
@@ -199,7 +200,7 @@ def fetch(root: Path, version: str, progress: Callable[[str], None] | None = pri
         # the launcher names the final place; written now, valid after the rename
         (work / "bin").mkdir()
         launcher = work / "bin" / BINARY
-        launcher.write_text(_launcher_text(final_tree))
+        launcher.write_text(_launcher_text(tree, final_tree))
         launcher.chmod(0o755)
         if folder.exists():
             shutil.rmtree(folder)

@@ -27,12 +27,37 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from labfixtures.errors import LabError
+from labfixtures.errors import (
+    BootError,
+    GuestCommandError,
+    HostResourceError,
+    ImageError,
+    LabError,
+    QemuLaunchError,
+    QmpError,
+)
 
 FORMAT = "labfixtures-results"
 VERSION = 1
 Outcome = Literal["pass", "fail", "error", "skip"]
 OUTCOMES: tuple[str, ...] = ("pass", "fail", "error", "skip")
+
+
+#: what says that the lab itself did not work, whatever the phase: nothing was tested
+LAB_ERRORS: tuple[type[BaseException], ...] = (QemuLaunchError, ImageError, HostResourceError)
+#: what a fixture may raise when the thing under test broke (a guest that no longer boots
+#: on a new kernel is a failure, not a lab error)
+SETUP_FAILURES: tuple[type[BaseException], ...] = (AssertionError, BootError, GuestCommandError,
+                                                   QmpError)
+
+
+def failure_outcome(exc: BaseException | None, phase: str) -> Outcome:
+    """`fail` or `error` for a test that raised EXC in PHASE (setup, call, teardown)."""
+    if isinstance(exc, LAB_ERRORS):
+        return "error"
+    if phase == "call" or isinstance(exc, SETUP_FAILURES):
+        return "fail"
+    return "error"
 
 
 class ResultsError(LabError):

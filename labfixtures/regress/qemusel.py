@@ -1,0 +1,66 @@
+"""Which QEMU a session runs on: the host's, a build fetched by `labctl qemu fetch`, or any
+binary given by path (`pytest --lab-qemu NAME|PATH`).
+
+Every QEMU the lab starts is found on PATH under its one name (`qemu.cmdline.QEMU`), so a
+selection is a folder put first on PATH, holding that name as a link to the chosen binary:
+the lab, checkpoints and `labctl` start the chosen QEMU without being told, and the host's
+installation is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from labfixtures.errors import LabError
+from labfixtures.guestimages.cache import default_cache_dir
+from labfixtures.qemu import builds
+from labfixtures.qemu.cmdline import QEMU
+
+
+def builds_root() -> Path:
+    """Where `labctl qemu fetch` keeps its builds: `<cache>/qemu`."""
+    return default_cache_dir() / "qemu"
+
+
+def resolve(asked: str, root: Path | None = None) -> Path:
+    """The binary that ASKED names: a path to an executable, or a fetched build's name."""
+    root = builds_root() if root is None else root
+    if "/" in asked:
+        path = Path(asked).expanduser().absolute()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise LabError(f"--lab-qemu {asked}: no executable file there",
+                           "give the path of a QEMU binary (or of a wrapper script), or a "
+                           "build listed by `labctl qemu list`")
+        return path
+    build = builds.find_build(root, asked)
+    if build is None:
+        have = ", ".join(b.version for b in builds.list_builds(root)) or "none yet"
+        raise LabError(f"--lab-qemu {asked}: no such QEMU build in {root} (fetched: {have})",
+                       f"fetch it: `labctl qemu fetch {asked}`, or give a path")
+    return build.launcher
+
+
+def make_shim(binary: Path) -> Path:
+    """A new folder holding `qemu-system-x86_64` -> BINARY (the caller removes it)."""
+    shim = Path(tempfile.mkdtemp(prefix="lf-qemu-"))
+    (shim / QEMU).symlink_to(binary)
+    return shim
+
+
+@contextlib.contextmanager
+def qemu_on_path(asked: str, root: Path | None = None) -> Iterator[Path]:
+    """Run the block with the QEMU that ASKED names first on PATH; yields the binary."""
+    binary = resolve(asked, root)
+    shim = make_shim(binary)
+    old = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{shim}{os.pathsep}{old}"
+    try:
+        yield binary
+    finally:
+        os.environ["PATH"] = old
+        shutil.rmtree(shim, ignore_errors=True)
