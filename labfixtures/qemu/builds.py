@@ -243,3 +243,14 @@ def package_of(binary: Path | str) -> tuple[str, str]:
     package = cp.stdout.split(":", 1)[0].strip()
     ver = run(["dpkg-query", "-W", "-f=${Version}", package], timeout=30, check=False)
     return package, ver.stdout.strip() if ver.ok else ""
+
+
+def available_versions(package: str = PACKAGE) -> list[str]:
+    """The versions of PACKAGE that APT's sources offer (`apt-cache madison`), newest first."""
+    cp = run(["apt-cache", "madison", package], timeout=60, check=False, missing="")
+    seen: list[str] = []
+    for line in cp.stdout.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 2 and parts[1] not in seen:
+            seen.append(parts[1])
+    return seen
