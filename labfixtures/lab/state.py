@@ -101,17 +101,6 @@ class VmState:
             raise LabError(f"{source}: VM state is incomplete or malformed ({e!r})",
                            "rebuild the VM (or its lab)") from None
 
-    def legacy_dict(self) -> dict[str, Any]:
-        """The version-1 layout (`opts` nested, `memory`), for readers not yet moved to
-        VmState (checkpoint manifests); to be removed once they read `from_dict`."""
-        return {"name": self.name, "image": self.image, "recipe_hash": self.recipe_hash,
-                "nics": [n.to_dict() for n in self.nics],
-                "opts": {"image": self.image, "memory": self.memory_mb, "vcpus": self.vcpus,
-                         "profile": self.profile, "hostname": self.hostname,
-                         "extra_args": list(self.extra_args),
-                         "extra_config": dict(self.extra_config)},
-                "cmdline": self.cmdline}
-
     @classmethod
     def load(cls, path: Path) -> VmState:
         return cls.from_dict(_read(path), path)

@@ -83,9 +83,8 @@ class VM(Guest):
                        cmdline=self.config.to_cmdline())
 
     def description(self) -> dict[str, Any]:
-        """The VmState in its version-1 layout, for the checkpoint manifests until they
-        read `VmState` (use `state()`)."""
-        return self.state().legacy_dict()
+        """`state()` as a plain dict (VmState.to_dict)."""
+        return self.state().to_dict()
 
     def check_taps(self) -> None:
         """Refuse to start on a tap that is missing, or used by another VM of the lab."""

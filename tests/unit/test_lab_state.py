@@ -30,7 +30,7 @@ def test_vm_state_reads_version_1_and_writes_version_2(tmp_path):
     d = json.loads((tmp_path / "vm.json").read_text())
     assert d["version"] == 2 and d["memory_mb"] == 512 and "opts" not in d
     assert VmState.load(tmp_path / "vm.json") == s
-    assert VmState.from_dict(s.legacy_dict()) == s
+    assert VmState.from_dict(s.to_dict()) == s
     assert s.options().memory == 512
 
 
