@@ -23,4 +23,5 @@ pytest_plugins = [
     "labfixtures.pytest_plugin.fixtures",
     "labfixtures.pytest_plugin.labfile_fixtures",
     "labfixtures.pytest_plugin.checkpoint_fixtures",
+    "labfixtures.pytest_plugin.regress",
 ]

@@ -21,7 +21,8 @@ several results, and its metrics several samples.
   does not count as a regression. Whether higher is better comes from the unit.
 - Exit status: 1 if anything regressed (newly failing, or a metric worse beyond the
   noise); otherwise 2 if the comparison could not be made (no test in common, or lab errors
-  in NEW: those tests were not tested); otherwise 0.
+  in NEW on tests that BASE ran: those tests were not tested); otherwise 0. A run compared
+  with itself exits 0.
 """
 
 from __future__ import annotations
@@ -186,6 +187,12 @@ class Comparison:
         return [m for m in self.metrics if m.regression]
 
     @property
+    def new_lab_errors(self) -> list[str]:
+        """Lab errors in NEW on tests that BASE could run (not errors there too)."""
+        return [i for i in self.lab_errors
+                if (b := self.base_status.get(i)) is None or b.status != "error"]
+
+    @property
     def comparable(self) -> bool:
         return bool(set(self.base_status) & set(self.new_status))
 
@@ -193,7 +200,7 @@ class Comparison:
     def exit_status(self) -> int:
         if self.newly_failing or self.metric_regressions:
             return REGRESSION
-        if not self.comparable or self.lab_errors:
+        if not self.comparable or self.new_lab_errors:
             return CANNOT_COMPARE
         return NO_REGRESSION
 

@@ -91,6 +91,12 @@ def test_lab_errors_are_not_test_failures_and_mean_could_not_compare() -> None:
     assert junit.get("errors") == "1" and junit.get("failures") == "0"
 
 
+def test_lab_errors_already_in_base_do_not_stop_the_comparison() -> None:
+    both = run("r", t("a::ok", "pass"), t("a::vm", "error", error_kind="ImageError"))
+    c = cmp.compare(both, both)
+    assert c.lab_errors == ["a::vm"] and c.exit_status == cmp.NO_REGRESSION
+
+
 def test_regression_wins_over_lab_errors_and_no_common_test_cannot_compare() -> None:
     new = run("new", t("a::ok", "fail"), t("a::vm", "error"))
     base = run("base", t("a::ok", "pass"), t("a::vm", "pass"))
