@@ -32,7 +32,7 @@ from labfixtures.errors import LabError
 from labfixtures.guestimages import GuestImage
 from labfixtures.lab import args
 from labfixtures.lab.labhost import LabHost
-from labfixtures.lab.switch import Switch
+from labfixtures.lab.switch import Switch, resolve_switch
 from labfixtures.lab.veth import HostSpec, VethHost, link_hosts, no_dad, remove_hosts
 from labfixtures.lab.vm import VM, VmNic, VmOptions
 from labfixtures.lab.vmhost import KNOWN_HOSTS, check_taps, tap_name, tap_scope
@@ -220,22 +220,8 @@ class Lab:
         if log_martians:
             self.sysctl("net.ipv4.conf.all.log_martians", 1)
 
-    def _switch_arg(self, switch: Switch | str | None, arg: str = "switch"
-                    ) -> Switch | None:
-        """A Switch, or the name of one of this lab's switches."""
-        if switch is None or isinstance(switch, Switch):
-            return switch
-        if isinstance(switch, str):
-            found = self._s.switches.get(switch)
-            if found is None:
-                known = ", ".join(sorted(self._s.switches)) or "none yet"
-                raise LabError(f"{arg}: lab {self.labid} has no switch named {switch!r} "
-                               f"(its switches: {known})",
-                               f"create it first: sw = lab.switch({switch!r}), then pass "
-                               f"sw (or its name)")
-            return found
-        raise TypeError(f"{arg} must be a Switch (from lab.switch(...)) or a switch name, "
-                        f"not {type(switch).__name__} {switch!r}")
+    def _switch_arg(self, switch: Switch | str | None) -> Switch | None:
+        return resolve_switch(self._s.switches, self.labid, switch)
 
     def veth_host(self, name: str, switch: Switch | str | None = None, *,
                   tag: int | None = None, trunks: Sequence[int] = (),

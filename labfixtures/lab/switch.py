@@ -97,3 +97,21 @@ class Switch:
 
     def show(self) -> str:
         return self.lab.ovs.show()
+
+
+def resolve_switch(switches: dict[str, Switch], labid: str, switch: Switch | str | None,
+                   arg: str = "switch") -> Switch | None:
+    """SWITCH as given to the API: a Switch, the name of one of SWITCHES, or None."""
+    if switch is None or isinstance(switch, Switch):
+        return switch
+    if isinstance(switch, str):
+        found = switches.get(switch)
+        if found is None:
+            known = ", ".join(sorted(switches)) or "none yet"
+            raise LabError(f"{arg}: lab {labid} has no switch named {switch!r} "
+                           f"(its switches: {known})",
+                           f"create it first: sw = lab.switch({switch!r}), then pass sw "
+                           "(or its name)")
+        return found
+    raise TypeError(f"{arg} must be a Switch (from lab.switch(...)) or a switch name, "
+                    f"not {type(switch).__name__} {switch!r}")
