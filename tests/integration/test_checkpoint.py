@@ -5,6 +5,7 @@ Timings are measured in bench/checkpoint.py, never asserted here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 
 from labfixtures import checkpoint as ck
 from labfixtures import guestimages
+from labfixtures.core import netns
 from labfixtures.errors import CheckpointError, LabError
 from labfixtures.lab.lab import Lab
 
@@ -222,3 +224,45 @@ def test_plugin_boot_once_restore_per_test_and_named_checkpoints(tmp_path, store
     out = run("--lab-no-checkpoints", "-k", "booted_state")
     modes = re.findall(r"MODE vm0 (\w+)", out)
     assert modes == ["booted"] * 3, out
+
+
+SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
+
+
+def test_labctl_checkpoint_of_a_persistent_lab(tmp_path):
+    """labctl up, then checkpoint save / restore / list / export / import through the run
+    directory (another process's QEMU), and labctl status still right after the restore."""
+    def labctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "labfixtures.cli", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    name = f"cp{os.getpid()}"
+    store = ["--store", str(tmp_path / "store")]
+    up = labctl("up", str(SEED), "--name", name)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert labctl("ssh", name, "vm0", "--", "echo before > /root/kept").returncode == 0
+        saved = labctl("checkpoint", "save", name, "vm0", "s1", *store)
+        assert saved.returncode == 0, saved.stdout + saved.stderr
+        again = labctl("checkpoint", "save", name, "vm0", "s1", *store)
+        assert again.returncode == 2 and "already exists" in again.stderr
+        assert labctl("ssh", name, "vm0", "--", "echo after > /root/kept; touch /root/x"
+                      ).returncode == 0
+        back = labctl("checkpoint", "restore", name, "vm0", "s1", *store)
+        assert back.returncode == 0, back.stdout + back.stderr
+        out = labctl("ssh", name, "vm0", "--", "cat /root/kept; test -e /root/x || echo gone")
+        assert out.stdout == "before\ngone\n", out.stdout + out.stderr
+        assert "VM vm0: running" in labctl("status", name).stdout
+        listed = json.loads(labctl("checkpoint", "list", "--json", *store).stdout)
+        assert [(c["vm"], c["tag"], c["lab"]) for c in listed] == [("vm0", "s1", f"lf-{name}")]
+        bundle = tmp_path / "s1.tar.gz"
+        assert labctl("checkpoint", "export", name, "vm0", "s1", str(bundle), *store
+                      ).returncode == 0
+        imported = labctl("checkpoint", "import", str(bundle), "--store",
+                          str(tmp_path / "other"))
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        assert labctl("checkpoint", "delete", "vm0", "s1", *store).returncode == 0
+        assert labctl("checkpoint", "list", *store).stdout == "no checkpoint\n"
+    finally:
+        labctl("down", name)
+    assert not netns.exists(f"lf-{name}")
