@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labfixtures.cli import checkpoint, clean, doctor, image, labs, qemu, regress
+from labfixtures.cli import checkpoint, clean, doctor, grade, image, labs, qemu, regress
 from labfixtures.errors import LabError
 
 EPILOG = """examples:
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     labs.add_parser(sub)
     checkpoint.add_parser(sub)
     clean.add_parser(sub)
+    grade.add_parser(sub)
     qemu.add_parser(sub)
     regress.add_parser(sub)
     return p

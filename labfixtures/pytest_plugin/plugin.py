@@ -23,5 +23,6 @@ pytest_plugins = [
     "labfixtures.pytest_plugin.fixtures",
     "labfixtures.pytest_plugin.labfile_fixtures",
     "labfixtures.pytest_plugin.checkpoint_fixtures",
+    "labfixtures.pytest_plugin.grading",
     "labfixtures.pytest_plugin.regress",
 ]

@@ -1,0 +1,94 @@
+"""`labctl grade`: a class graded in parallel, and the merge of shards.
+
+    labctl grade GRADING_FILE --roster ROSTER.csv --out DIR [-n N] [--timeout S]
+                 [--shard K/N] [--regrade] [--reveal] [--lang fr|en]
+    labctl grade merge DIR... [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from labfixtures.cli.common import need_root
+from labfixtures.errors import LabError
+from labfixtures.grading import classrun, roster
+from labfixtures.grading.feedback import points
+from labfixtures.grading.model import GRADED
+
+DESCRIPTION = """Grade a class: each student of ROSTER (CSV: student,name,target[,seed];
+a target is the student's lab file) is graded by GRADING_FILE (a pytest module with
+@pytest.mark.points, after, hidden) in its own sandbox lab, N at a time, each with its
+own time limit. Writes DIR/grades.csv (status graded or not-gradable, never a silent 0)
+and, per student, DIR/<student>/feedback.md, feedback.html, results.json (Gradescope),
+evidence.json and grade.json. Run it again to resume: students already graded are kept
+unless --regrade (their feedback is rendered again, e.g. with --reveal).
+
+`labctl grade merge DIR... [--out DIR]` joins the folders of --shard runs."""
+
+EXAMPLES = """examples:
+  sudo labctl grade scenarios/grading/test_table1.py \\
+      --roster scenarios/grading/roster.csv --out grades/ -n 2 --timeout 120
+  sudo labctl grade ... --out grades/ --reveal         show the hidden checks (no regrading)
+  sudo labctl grade ... --shard 1/2 --out part1/       one CI job of two
+  labctl grade merge part1/ part2/ --out grades/
+"""
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    if args.what[0] == "merge" and not Path("merge").exists():
+        if len(args.what) < 2:
+            raise LabError("labctl grade merge needs the folders to merge",
+                           "labctl grade merge part1/ part2/ --out grades/")
+        dirs = [Path(d) for d in args.what[1:]]
+        out = Path(args.out) if args.out else dirs[0]
+        grades = classrun.merge(dirs, out)
+        print(f"{len(grades)} student(s) in {out / classrun.GRADES_CSV}")
+        return 0
+    if len(args.what) != 1:
+        raise LabError(f"one grading file, not {len(args.what)}: {' '.join(args.what)}",
+                       "labctl grade GRADING_FILE --roster ROSTER.csv --out DIR")
+    if not args.roster or not args.out:
+        raise LabError("labctl grade needs --roster and --out",
+                       "labctl grade GRADING_FILE --roster ROSTER.csv --out DIR")
+    need_root()
+    run = classrun.ClassRun(
+        grading_file=Path(args.what[0]), students=roster.read(args.roster),
+        out=Path(args.out), jobs=args.n, timeout=args.timeout,
+        shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
+        lang=args.lang)
+    grades = classrun.run_class(run)
+    graded = [g for g in grades if g.status == GRADED]
+    print(f"{len(graded)} graded, {len(grades) - len(graded)} not gradable: "
+          f"{Path(args.out) / classrun.GRADES_CSV}")
+    for g in grades:
+        if g.status != GRADED:
+            print(f"  {g.student}: not-gradable: {g.reason}")
+        else:
+            print(f"  {g.student}: {points(g.score)} / {points(g.max_score)}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    g = sub.add_parser("grade", help="grade a class of student labs in parallel",
+                       description=DESCRIPTION, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("what", nargs="+", metavar="GRADING_FILE | merge DIR...",
+                   help="the grading file (a pytest module), or `merge` and folders")
+    g.add_argument("--roster", metavar="CSV", help="student,name,target[,seed]")
+    g.add_argument("--out", metavar="DIR", help="where grades.csv and the students' "
+                                                "folders go")
+    g.add_argument("-n", type=int, default=1, metavar="N",
+                   help="students graded at once (default 1; each has its own lab)")
+    g.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="each student's time limit in seconds (default 300): past it, "
+                        "the student is not-gradable and the others go on")
+    g.add_argument("--shard", default="1/1", metavar="K/N",
+                   help="grade only shard K of N (every Nth student from the Kth)")
+    g.add_argument("--regrade", action="store_true",
+                   help="grade again the students already graded in DIR")
+    g.add_argument("--reveal", action="store_true",
+                   help="show the hidden checks in feedback.md and results.json")
+    g.add_argument("--lang", choices=("en", "fr"), default="en",
+                   help="the feedback's language (default en)")
+    g.set_defaults(func=cmd_grade)

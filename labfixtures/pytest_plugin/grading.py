@@ -1,0 +1,394 @@
+"""Grading in plain pytest: points, prerequisites, hidden checks, feedback.
+
+    @pytest.mark.points(2)
+    def test_gateway(table1, probe):
+        '''vm0's default route goes via 203.0.113.129
+        fr: la route par défaut de vm0 passe par 203.0.113.129'''
+        probe.default_route(table1.vm, via="203.0.113.129")
+
+    @pytest.mark.after("test_gateway")
+    @pytest.mark.hidden
+    def test_router(table1, probe): ...
+
+- `@pytest.mark.points(N)`: the check's weight (default 1);
+- `@pytest.mark.after("test_x", ...)`: if test_x did not pass, this check is "not checked:
+  needs <title of test_x>", scores 0 and is not a second mistake;
+- `@pytest.mark.hidden`: left out of the student's feedback (Gradescope `hidden`) until
+  `--reveal`;
+- the docstring's first line is the check's title, a `fr:` line its French title;
+- fixtures: `student_lab` (the target of `--lab-grade-target`, built for the module),
+  `probe` (a `Prober`: probes that record evidence and fail with a finding), `credit`
+  (`credit(ok, total)`: a share of the points if the check then fails).
+
+`--lab-grade-out DIR` writes grade.json, feedback.md/.html (`--lab-lang fr|en`),
+results.json and evidence.json there. A check that cannot run (its fixture failed, the
+target could not be built) makes the student `not-gradable`, never a silent 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labfixtures.errors import LabError
+from labfixtures.grading import outputs
+from labfixtures.grading.evidence import state_of
+from labfixtures.grading.feedback import points as fmt_points
+from labfixtures.grading.markers import (
+    MARKERS,
+    check_after,
+    check_points,
+    order,
+    spec_of,
+    usage_error,
+)
+from labfixtures.grading.messages import LANGUAGES, Catalogue
+from labfixtures.grading.model import (
+    ERROR,
+    FAILED,
+    GRADED,
+    NOT_CHECKED,
+    NOT_GRADABLE,
+    PARTIAL,
+    PASSED,
+    CheckFailed,
+    CheckResult,
+    CheckSpec,
+    Finding,
+    Grade,
+    score_of,
+)
+from labfixtures.grading.probes import Prober
+from labfixtures.lab.build import BuiltLab, build
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.labfile import load
+
+PROP = "labfixtures_grading"  # the user_properties entry a report carries to the controller
+
+
+@dataclass
+class _State:
+    """This process's grading state (config.stash)."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)  # test name -> outcome
+    results: list[CheckResult] = field(default_factory=list)  # on the controller
+    specs: dict[str, CheckSpec] = field(default_factory=dict)  # nodeid -> spec
+    state: dict[str, Any] = field(default_factory=dict)
+    pending_state: dict[str, Any] | None = None
+    messages: dict[str, dict[str, str]] = field(default_factory=dict)
+    sent_modules: set[str] = field(default_factory=set)
+    lab: str = ""
+    started: float = field(default_factory=time.time)
+    interrupted: str = ""
+
+
+@dataclass
+class _Progress:
+    """One check while it runs (item.stash)."""
+
+    spec: CheckSpec
+    needs: tuple[str, ...] = ()
+    outcome: str = ""
+    finding: Finding | None = None
+    error: str = ""
+    share: float | None = None
+    prober: Prober = field(default_factory=Prober)
+    started: float = field(default_factory=time.monotonic)
+
+
+STATE = pytest.StashKey[_State]()
+PROGRESS = pytest.StashKey[_Progress]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("labfixtures-grading", "grading student labs (labfixtures)")
+    g.addoption("--lab-grade-out", metavar="DIR", default=None,
+                help="write the grade there: grade.json, feedback.md, feedback.html, "
+                     "results.json (Gradescope), evidence.json")
+    g.addoption("--lab-grade-target", metavar="LABFILE", default=None,
+                help="what `student_lab` builds and grades: a student's lab file (YAML)")
+    g.addoption("--lab-grade-student", metavar="ID", default="student",
+                help="the student's id in the reports (default: student)")
+    g.addoption("--lab-grade-name", metavar="NAME", default="",
+                help="the student's name in the reports")
+    g.addoption("--lab-lang", choices=LANGUAGES, default="en",
+                help="the language of the feedback: en or fr (default en)")
+    g.addoption("--reveal", action="store_true",
+                help="show the hidden checks in the feedback and results.json")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    config.stash[STATE] = _State()
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_Collector(config), "labfixtures-grading-collector")
+
+
+# -- markers -------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    by_module: dict[str, set[str]] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::")[0], set()).add(
+            getattr(item, "originalname", None) or item.name)
+    for item in items:
+        known = by_module[item.nodeid.split("::")[0]]
+        for m in item.iter_markers("points"):
+            wrong = check_points(m)
+            if wrong:
+                raise usage_error(item, m, wrong, "write @pytest.mark.points(2)")
+        for m in item.iter_markers("after"):
+            wrong = check_after(m, known)
+            if wrong:
+                raise usage_error(item, m, wrong, 'write @pytest.mark.after("test_name", ...)')
+        for m in item.iter_markers("hidden"):
+            if m.args or m.kwargs:
+                raise usage_error(item, m, "it takes no arguments", "write @pytest.mark.hidden")
+        item.stash[PROGRESS] = _Progress(spec_of(item))
+    items[:] = order(items)
+
+
+# -- running a check -----------------------------------------------------------------------
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    prog = item.stash.get(PROGRESS, None)
+    if prog is None:
+        return
+    outcomes = item.config.stash[STATE].outcomes
+    needs = tuple(n for n in prog.spec.after if outcomes.get(n, PASSED) != PASSED)
+    if needs:
+        prog.needs = needs
+        pytest.skip(f"not checked: needs {', '.join(needs)}")
+
+
+@pytest.fixture
+def probe(request: pytest.FixtureRequest) -> Prober:
+    """Probes that record what they probed (evidence.json) and fail with a finding the
+    feedback renders in the student's language: `probe.default_route(vm, via=...)`,
+    `probe.port_vlan(switch, "tap2", 2)`, `probe.addresses(vm, [...])` (partial credit),
+    `probe.reachable(vm, addr)`, `probe.ssh(...)`... (labfixtures.grading.probes)."""
+    prog = request.node.stash.get(PROGRESS, None)
+    return prog.prober if prog is not None else Prober()
+
+
+@pytest.fixture
+def credit(request: pytest.FixtureRequest) -> Callable[[float, float], None]:
+    """`credit(ok, total)`: if the check then fails, it still earns ok/total of its
+    points (partial credit), e.g. 2 of the 3 addresses it checks are right."""
+
+    def give(ok: float, total: float = 1.0) -> None:
+        if total <= 0 or ok < 0:
+            raise ValueError(f"credit({ok}, {total}): 0 <= ok <= total and total > 0")
+        prog = request.node.stash.get(PROGRESS, None)
+        if prog is not None:
+            prog.share = min(1.0, ok / total)
+
+    return give
+
+
+@pytest.fixture(scope="module")
+def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[BuiltLab]:
+    """The student's lab named by `--lab-grade-target` (a lab file): built, booted and
+    reachable, for the whole module; the state it is in is recorded (evidence.json)
+    before it is torn down. If it cannot be built the student is not-gradable. Without
+    the option, the grading module's `REFERENCE` lab file (the teacher's solution)."""
+    target = request.config.getoption("--lab-grade-target") or getattr(
+        request.module, "REFERENCE", None)
+    if not target:
+        pytest.fail("no target to grade: give --lab-grade-target STUDENT.yaml (or set "
+                    "REFERENCE = 'solution.yaml' in the grading module)", pytrace=False)
+    path = Path(target)
+    with lab_host.scope(f"grading {path.stem}") as scoped:
+        try:
+            built = build(load(path), scoped)
+        except LabError as e:
+            pytest.fail(f"{e.problem}" + (f" ({e.remedy})" if e.remedy else ""),
+                        pytrace=False)
+        try:
+            yield built
+        finally:
+            request.config.stash[STATE].pending_state = state_of(
+                scoped, built.vms, built.hosts)
+
+
+def record_state(config: pytest.Config, state: dict[str, Any]) -> None:
+    """For a grading file's own target fixture: the state to keep in evidence.json."""
+    config.stash[STATE].pending_state = state
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
+    outcome = yield
+    rep: pytest.TestReport = outcome.get_result()
+    prog = item.stash.get(PROGRESS, None)
+    if prog is None:
+        return
+    if rep.when in ("setup", "call") and not prog.outcome:
+        _phase(prog, rep, call)
+    if rep.when != "teardown":
+        return
+    if not prog.outcome:
+        prog.outcome = PASSED
+    share = prog.share or 0.0
+    if prog.outcome == FAILED and share > 0:
+        prog.outcome = PARTIAL
+    result = CheckResult(prog.spec, prog.outcome,
+                         score_of(prog.spec.points, prog.outcome, share), prog.finding,
+                         prog.needs, prog.error, time.monotonic() - prog.started,
+                         prog.prober.records)
+    st = item.config.stash[STATE]
+    name = getattr(item, "originalname", None) or item.name
+    if st.outcomes.get(name, PASSED) == PASSED:  # a parametrized check: its worst case
+        st.outcomes[name] = result.outcome
+    payload: dict[str, Any] = {"check": result.to_json()}
+    module = getattr(item, "module", None)
+    mname = getattr(module, "__name__", "")
+    if module is not None and mname not in st.sent_modules:
+        st.sent_modules.add(mname)
+        payload["messages"] = _module_messages(module)
+        payload["lab"] = _lab_title(module)
+    if st.pending_state is not None:
+        payload["state"], st.pending_state = st.pending_state, None
+    rep.user_properties.append((PROP, payload))
+
+
+def _phase(prog: _Progress, rep: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    if rep.passed:
+        return
+    if prog.needs:
+        prog.outcome = NOT_CHECKED
+        return
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if rep.skipped:
+        prog.outcome, prog.error = ERROR, f"skipped: {_skip_reason(rep)}"
+    elif rep.when == "call" and isinstance(exc, CheckFailed):
+        prog.outcome, prog.finding = FAILED, exc.finding
+        if exc.share and prog.share is None:
+            prog.share = exc.share
+    elif rep.when == "call" and isinstance(exc, AssertionError | pytest.fail.Exception):
+        text = str(exc).strip() or (call.excinfo.exconly() if call.excinfo else "")
+        prog.outcome, prog.finding = FAILED, Finding(details=text)
+    else:
+        if isinstance(exc, LabError):
+            text = exc.problem + (f" ({exc.remedy})" if exc.remedy else "")
+        elif isinstance(exc, pytest.fail.Exception):
+            text = str(exc.msg or exc)
+        elif exc is not None:
+            text = f"{type(exc).__name__}: {exc}"
+        else:
+            text = rep.longreprtext.strip().splitlines()[-1] if rep.longreprtext else "?"
+        prog.outcome, prog.error = ERROR, text
+
+
+def _skip_reason(rep: pytest.TestReport) -> str:
+    lr = rep.longrepr
+    return str(lr[2]) if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+
+
+def _module_messages(module: Any) -> dict[str, dict[str, str]]:
+    """The grading module's MESSAGES, and messages.yaml next to it (checked here)."""
+    cat = Catalogue()
+    extra: dict[str, dict[str, str]] = {}
+    path = Path(getattr(module, "__file__", "") or ".").parent / "messages.yaml"
+    if path.is_file():
+        data = yaml.safe_load(path.read_text()) or {}
+        cat.extend(data, str(path))
+        for lang, entries in data.items():
+            extra.setdefault(lang, {}).update(entries)
+    own = getattr(module, "MESSAGES", None)
+    if own is not None:
+        cat.extend(own, f"{module.__name__}.MESSAGES")
+        for lang, entries in own.items():
+            extra.setdefault(lang, {}).update(entries)
+    return extra
+
+
+def _lab_title(module: Any) -> str:
+    title = getattr(module, "LAB_TITLE", None)
+    if isinstance(title, str) and title:
+        return title
+    doc = (module.__doc__ or "").strip().splitlines()
+    return doc[0].strip() if doc else Path(module.__file__ or "lab").stem
+
+
+# -- the grade (on the controller) ---------------------------------------------------------
+
+class _Collector:
+    """On the controller (the only process under xdist that sees every report): each
+    check's result, the module's messages and title, the state seen."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            collect(self.config.stash[STATE], report)
+
+
+def collect(st: _State, report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key != PROP or not isinstance(value, dict):
+            continue
+        payload: dict[str, Any] = value
+        st.results.append(CheckResult.from_json(payload["check"]))
+        for lang, entries in payload.get("messages", {}).items():
+            st.messages.setdefault(lang, {}).update(entries)
+        if payload.get("lab") and not st.lab:
+            st.lab = payload["lab"]
+        if "state" in payload:
+            st.state.update(payload["state"])
+
+
+def grade_of(config: pytest.Config, exitstatus: int) -> Grade:
+    """The grade from the checks' results; not-gradable if a check could not run or the
+    run was stopped (Ctrl-C, SIGTERM, an internal error)."""
+    st = config.stash[STATE]
+    g = Grade(student=config.getoption("--lab-grade-student"),
+              name=config.getoption("--lab-grade-name"),
+              target=config.getoption("--lab-grade-target") or "",
+              checks=list(st.results), state=st.state,
+              grading_file=",".join(str(a) for a in config.args), started=st.started,
+              finished=time.time(), lab=st.lab, messages=st.messages)
+    errors = [c for c in g.checks if c.outcome == ERROR]
+    if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        g.status, g.reason = NOT_GRADABLE, "the grading run was stopped before its end"
+    elif not g.checks:
+        g.status, g.reason = NOT_GRADABLE, "the grading file has no checks"
+    elif errors:
+        g.status, g.reason = NOT_GRADABLE, errors[0].error
+    else:
+        g.status = GRADED
+    return g
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or STATE not in config.stash:
+        return
+    out = config.getoption("--lab-grade-out")
+    if not out:
+        return
+    g = grade_of(config, int(exitstatus))
+    outputs.write(g, Path(out), config.getoption("--lab-lang"),
+                  config.getoption("--reveal"))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    st = config.stash.get(STATE, None)
+    if st is None or not st.results or not config.getoption("--lab-grade-out"):
+        return
+    g = grade_of(config, exitstatus)
+    line = (f"labfixtures grade: {fmt_points(g.score)} / {fmt_points(g.max_score)}"
+            if g.status == GRADED else f"labfixtures grade: not-gradable ({g.reason})")
+    terminalreporter.write_line(f"{line} -> {config.getoption('--lab-grade-out')}")
+
