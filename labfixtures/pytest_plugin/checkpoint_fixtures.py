@@ -117,7 +117,7 @@ def _check_asked(vm: VM, kw: dict[str, Any]) -> None:
 
 def auto_tag(vm: VM) -> str:
     """The automatic checkpoint's tag: a hash of everything that shapes the booted state."""
-    key = {"format": AUTO_FORMAT, "vm": vm.description(), "qemu": checkpoint.qemu_version(),
+    key = {"format": AUTO_FORMAT, "vm": vm.state().to_dict(), "qemu": checkpoint.qemu_version(),
            "spec": {k: str(v) for k, v in vars(vm.spec()).items()
                     if k not in ("serial_log", "qmp_socket", "uefi_vars")},
            "tsc": host_tsc_khz()}
