@@ -9,8 +9,7 @@ from labfixtures.cli.common import labid, need_root, short_name
 from labfixtures.core import netns
 from labfixtures.errors import LabError
 from labfixtures.lab import persistent
-from labfixtures.lab.labhost import RUN_BASE, lab_namespaces, records
-from labfixtures.lab.state import LAB_STATE, LabState
+from labfixtures.lab.labhost import lab_namespaces, records
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -36,10 +35,10 @@ def _target(host: str, port: int, user: str) -> str:
 
 def attach_lines(lab_id: str) -> list[str]:
     """The SSH key of LAB_ID's VMs and the pytest command lines that grade them."""
-    path = RUN_BASE / lab_id / LAB_STATE
-    if not path.exists():
+    try:
+        state = persistent.PersistentLab.open(lab_id).state()
+    except LabError:  # not a lab of `labctl up`: nothing to attach to
         return []
-    state = LabState.load(path)
     if not state.vms:
         return []
     keys = sorted({v.key for v in state.vms.values()})

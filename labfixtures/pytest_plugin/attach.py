@@ -18,8 +18,7 @@ import pytest
 from labfixtures.core import netns
 from labfixtures.errors import LabError
 from labfixtures.guests.attach import AttachCredentialsError, AttachedVM, AttachNamespaceError
-from labfixtures.lab.labhost import RUN_BASE
-from labfixtures.lab.state import LAB_STATE, LabState
+from labfixtures.lab.persistent import PersistentLab
 from labfixtures.pytest_plugin.options import ATTACH_PASSWORD_VAR
 
 CREDENTIALS_FIX = (f"give --lab-attach-key PATH (a private key the guest accepts) or set "
@@ -30,10 +29,6 @@ def target_text(vm: AttachedVM) -> str:
     """USER@HOST:PORT as `--lab-attach` takes it (an IPv6 address in brackets)."""
     host = f"[{vm.address}]" if ":" in vm.address else vm.address
     return f"{vm.user}@{host}:{vm.port}"
-
-
-def _labid(name: str) -> str:
-    return name if name.startswith("lf-") else f"lf-{name}"
 
 
 def namespace_fix() -> str:
@@ -70,23 +65,19 @@ def _usage(what: str, e: LabError) -> pytest.UsageError:
 
 def from_lab(name: str) -> dict[str, AttachedVM]:
     """The VMs of the persistent lab NAME (`labctl up`), with its key and namespace."""
-    labid = _labid(name)
-    path = RUN_BASE / labid / LAB_STATE
-    if not path.exists():
-        raise pytest.UsageError(
-            f"--lab-attach-lab {name}: no lab {labid} started with `labctl up` here "
-            f"({path} does not exist)\n  remedy: start it with `labctl up LABFILE`, or "
-            "list the labs with `labctl status`")
     try:
-        state = LabState.load(path)
+        lab = PersistentLab.open(name)
+        state = lab.state()
     except (LabError, ValueError) as e:
-        raise pytest.UsageError(f"--lab-attach-lab {name}: {e}") from None
-    known_hosts = RUN_BASE / labid / "known_hosts"
-    vms = {vm_name: AttachedVM(vm_name, v.host, v.port, user=v.user, key=v.key, netns=labid,
-                               known_hosts=known_hosts)
+        problem = e.problem if isinstance(e, LabError) else str(e)
+        raise pytest.UsageError(
+            f"--lab-attach-lab {name}: {problem}\n  remedy: start it with `labctl up "
+            "LABFILE`; `labctl status` lists the labs here") from None
+    vms = {vm_name: AttachedVM(vm_name, v.host, v.port, user=v.user, key=v.key,
+                               netns=lab.ns, known_hosts=lab.known_hosts)
            for vm_name, v in state.vms.items()}
     if not vms:
-        raise pytest.UsageError(f"--lab-attach-lab {name}: lab {labid} has no VM")
+        raise pytest.UsageError(f"--lab-attach-lab {name}: lab {lab.labid} has no VM")
     return vms
 
 

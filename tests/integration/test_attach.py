@@ -194,7 +194,7 @@ def test_grading_a_lab_started_with_labctl_up(tmp_path):
         labctl("down", name)
     cp = grade(tmp_path, LAB_GRADER, "--lab-attach-lab", name)
     assert cp.returncode == 4
-    assert f"no lab lf-{name} started with `labctl up`" in cp.stderr
+    assert f"--lab-attach-lab {name}: no lab named 'lf-{name}'" in cp.stderr
 
 
 def test_attach_target_syntax():

@@ -111,5 +111,5 @@ def test_attach_to_an_unknown_lab_names_labctl(tmp_path):
     cp = run_pytest(tmp_path, "def test_a(attached):\n    pass\n",
                     "--lab-attach-lab", "no-such-lab-here")
     assert cp.returncode == 4, cp.stdout + cp.stderr
-    assert "no lab lf-no-such-lab-here started with `labctl up`" in cp.stderr
-    assert "labctl status" in cp.stderr
+    assert "--lab-attach-lab no-such-lab-here: no lab named 'lf-no-such-lab-here'" in cp.stderr
+    assert "labctl up LABFILE" in cp.stderr and "labctl status" in cp.stderr
