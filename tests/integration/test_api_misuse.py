@@ -17,64 +17,64 @@ def nothing_made(lab, host: str) -> bool:
 
 def test_addresses_given_as_a_string(lab):
     with pytest.raises(LabError) as e:
-        lab.veth_host("h10", addresses="198.51.100.20/25")
+        lab.veth_host("mis1", addresses="198.51.100.20/25")
     assert "addresses must be a list" in str(e.value)
     assert "addresses=['198.51.100.20/25']" in e.value.remedy
-    assert nothing_made(lab, "h10")
+    assert nothing_made(lab, "mis1")
 
 
 def test_an_address_without_its_prefix_length(lab):
     with pytest.raises(LabError) as e:
-        lab.veth_host("h10", addresses=["198.51.100.20"])
+        lab.veth_host("mis1", addresses=["198.51.100.20"])
     assert "addresses[0]" in str(e.value) and "no prefix length" in str(e.value)
     assert "198.51.100.20/24" in e.value.remedy
     with pytest.raises(LabError, match="not an address with a prefix"):
-        lab.veth_host("h10", addresses=["198.51.100.300/25"])
-    assert nothing_made(lab, "h10")
+        lab.veth_host("mis1", addresses=["198.51.100.300/25"])
+    assert nothing_made(lab, "mis1")
 
 
 def test_a_gateway_with_a_prefix_length(lab):
     with pytest.raises(LabError) as e:
-        lab.veth_host("h10", addresses=["198.51.100.20/25"], gateway="198.51.100.1/25")
+        lab.veth_host("mis1", addresses=["198.51.100.20/25"], gateway="198.51.100.1/25")
     assert "gateway must be a plain address" in str(e.value)
     assert "gateway='198.51.100.1'" in e.value.remedy
-    assert nothing_made(lab, "h10")
+    assert nothing_made(lab, "mis1")
 
 
 def test_a_switch_given_by_its_name(lab):
     lab.switch("core")
-    h = lab.veth_host("h10", "core", tag=2, addresses=["198.51.100.20/25"])
-    assert "h10" in lab.switches["core"].ports()
+    h = lab.veth_host("byname", "core", tag=2, addresses=["198.51.100.20/25"])
+    assert "byname" in lab.switches["core"].ports()
     assert lab.switches["core"].port_mode(h.port).tag == 2
 
 
 def test_an_unknown_switch_name(lab):
     lab.switch("core")
     with pytest.raises(LabError) as e:
-        lab.veth_host("h10", "cor", tag=2)
+        lab.veth_host("mis1", "cor", tag=2)
     assert "no switch named 'cor'" in str(e.value) and "core" in str(e.value)
     assert "lab.switch('cor')" in e.value.remedy
-    assert nothing_made(lab, "h10")
+    assert nothing_made(lab, "mis1")
 
 
 def test_a_switch_of_the_wrong_type(lab):
     with pytest.raises(TypeError, match="switch must be a Switch"):
-        lab.veth_host("h10", 3)
-    assert nothing_made(lab, "h10")
+        lab.veth_host("mis1", 3)
+    assert nothing_made(lab, "mis1")
 
 
 def test_vlans_of_the_wrong_shape(lab):
     sw = lab.switch("sw0")
     with pytest.raises(LabError) as e:
-        lab.veth_host("h10", sw, trunks=2)
+        lab.veth_host("mis1", sw, trunks=2)
     assert "trunks must be a list" in str(e.value) and "trunks=[2]" in e.value.remedy
     with pytest.raises(LabError, match="tag must be a VLAN number"):
-        lab.veth_host("h10", sw, tag="2")
+        lab.veth_host("mis1", sw, tag="2")
     with pytest.raises(LabError, match="out of range"):
-        lab.veth_host("h10", sw, tag=4095)
+        lab.veth_host("mis1", sw, tag=4095)
     with pytest.raises(LabError, match="cannot also be a trunk"):
-        lab.veth_host("h10", sw, tag=2, trunks=[3])
-    assert nothing_made(lab, "h10")
+        lab.veth_host("mis1", sw, tag=2, trunks=[3])
+    assert nothing_made(lab, "mis1")
 
 
 def test_host_specs_are_checked_when_written():
