@@ -102,7 +102,10 @@ def import_bundle(file: Path | str, *, store: CheckpointStore | None = None,
         store.refuse_existing(vm, tag)
     tmp = store.tmpdir()
     try:
-        _scan(file, max_size, into=tmp)
+        if _scan(file, max_size, into=tmp)[1] != raw:
+            raise CheckpointError(f"bundle {file} changed while it was being imported",
+                                  "import it again once it is complete", reason="corrupt",
+                                  vm=vm, tag=tag, path=str(file))
         for name in manifest.files:
             problem = qcow2_check(tmp / name)
             if problem is None and tag not in snapshots(tmp / name):

@@ -21,6 +21,7 @@ import pytest
 
 from labfixtures import checkpoint as ck
 from labfixtures.checkpoint.manifest import check_name, file_entries, sha256_file
+from labfixtures.cli.main import main
 from labfixtures.errors import CheckpointError, LabError
 from labfixtures.guestimages import GuestImage, ImageCache
 from labfixtures.lab.state import VmState
@@ -424,3 +425,23 @@ def test_a_failed_export_leaves_no_partial_file(env, tmp_path):
         ck.export("vm0", "step1", tmp_path / "out" / "x.tar", store=store)
     assert (e.value.reason, e.value.checkpoint) == ("corrupt", "vm0@step1")
     assert not (tmp_path / "out" / "x.tar").exists()
+
+
+# -- labctl checkpoint (no VM: list, export, import, delete) -----------------------------------
+
+def test_labctl_checkpoint_list_export_import_delete(env, tmp_path, capsys, monkeypatch):
+    store, cp, _, empty, _ = env
+    monkeypatch.setattr(ck, "qemu_version", lambda: "7.2.22")
+    monkeypatch.setenv("LABFIXTURES_CACHE", str(tmp_path / "cache"))  # the fake image
+    main(["checkpoint", "list", "--store", str(store.root)])  # --store after the action
+    assert capsys.readouterr().out == f"{cp}\n"
+    out = tmp_path / "cli.tar"
+    assert main(["checkpoint", "--store", str(store.root), "export", "lf-test", "vm0",
+                 "step1", str(out)]) == 0
+    assert main(["checkpoint", "import", str(out), "--store", str(empty.root)]) == 0
+    assert "imported vm0@step1" in capsys.readouterr().out
+    assert main(["checkpoint", "import", str(out), "--store", str(empty.root)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["checkpoint", "delete", "vm0", "step1", "--store", str(empty.root)]) == 0
+    main(["checkpoint", "list", "--json", "--store", str(empty.root)])
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == []
