@@ -10,6 +10,7 @@ says what changed between two runs, which `compare` prints first.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -123,9 +124,10 @@ def _first_line(argv: list[str]) -> str:
 
 
 def qemu_version(selected: str = "") -> QemuVersion:
-    path = shutil.which(QEMU)
-    if path is None:
+    found = shutil.which(QEMU)
+    if found is None:
         return QemuVersion(selected=selected)
+    path = os.path.realpath(found)  # through --lab-qemu's link: the chosen binary itself
     try:
         version = builds.version_of(path)
     except LabError:

@@ -1,0 +1,161 @@
+"""Regression runs end to end, on real parts: a real tiny VM booting and answering SSH on a
+tap, once on the installed QEMU and once on a "new QEMU" that differs from it in one known
+way; `labctl regress compare` on the two results files.
+
+The "new QEMU" is a wrapper around the installed binary that drops `mac=` from the NIC
+options: QEMU starts, the guest boots, but its NIC gets QEMU's default MAC instead of the
+guide's b8:ad:ca:fe:00:02, so the EUI-64 link-local address the lab reaches it on is wrong
+and SSH fails. A test that does not use QEMU (two veth hosts pinging) passes on both.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labfixtures.qemu import builds
+from labfixtures.regress.qemusel import builds_root
+from labfixtures.regress.results import Results
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, taps)"),
+]
+
+VENV_BIN = Path(sys.executable).parent
+QEMU = shutil.which("qemu-system-x86_64")
+
+INNER = '''
+import os
+
+
+def test_vm_answers_ssh_on_its_tap(lab, switch, lab_metric):
+    switch.svi(2, "203.0.113.129/26")
+    lab.tap(2)
+    switch.add_port("tap2", tag=2)
+    vm = lab.vm("vm0", tap=2, addresses=["203.0.113.130/26"])
+    lab_metric("boot_to_ready", vm.boot_seconds, "s")
+    exe = os.environ.get("EXPECT_QEMU_EXE")  # the binary that must be running this VM
+    if exe:
+        assert os.path.realpath(f"/proc/{vm.machine.pid}/exe") == exe
+    vm.ssh(deadline=20)
+    assert vm.run("hostname").stdout.strip() == "vm0"
+
+
+def test_veth_hosts_ping(lab, switch, veth_host):
+    a = veth_host("h1", switch, tag=3, addresses=["198.51.100.1/24"])
+    veth_host("h2", switch, tag=3, addresses=["198.51.100.2/24"])
+    assert a.ping("198.51.100.2")
+'''
+
+WRAPPER = '''#!{python}
+"""A "new QEMU": the installed one, except that NIC options lose their mac=."""
+import os, re, sys
+args = [re.sub(r",mac=[^,]*", "", a) if a.startswith("virtio-net") else a
+        for a in sys.argv[1:]]
+os.execv({qemu!r}, [{qemu!r}] + args)
+'''
+
+
+def inner_run(tmp: Path, name: str, *options: str, exe: str = "") -> tuple[Results, str]:
+    """Run the inner tests in their own pytest, as CI would: its results and output."""
+    rid = secrets.token_hex(3)
+    results = tmp / f"{name}.json"
+    env = dict(os.environ, LABFIXTURES_RUN_ID=rid, EXPECT_QEMU_EXE=exe)
+    cp = subprocess.run(
+        [str(VENV_BIN / "pytest"), "-p", "no:cacheprovider", "--lab-no-reap", "-q",
+         "--lab-results", str(results), "--lab-results-label", name, *options,
+         str(tmp / "test_inner.py")],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    assert results.exists(), cp.stdout + cp.stderr
+    # the host is clean afterwards: no namespace, no QEMU of that run left
+    spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"lf-{rid}" not in spaces
+    procs = subprocess.run(["pgrep", "-af", f"lf-{rid}"], capture_output=True, text=True)
+    assert procs.stdout == ""
+    return Results.read(results), cp.stdout
+
+
+def outcomes(r: Results) -> dict[str, str]:
+    return {t.nodeid.split("::")[1]: t.outcome for t in r.tests}
+
+
+@pytest.fixture
+def inner(tmp_path: Path) -> Path:
+    (tmp_path / "test_inner.py").write_text(INNER)
+    return tmp_path
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
+def test_a_new_qemu_that_drops_the_mac_is_reported_as_a_regression(inner: Path) -> None:
+    wrapper = inner / "qemu-new"
+    wrapper.write_text(WRAPPER.format(python=sys.executable, qemu=QEMU))
+    wrapper.chmod(0o755)
+
+    base, out = inner_run(inner, "installed")
+    assert outcomes(base) == {"test_vm_answers_ssh_on_its_tap": "pass",
+                              "test_veth_hosts_ping": "pass"}, out
+    new, out = inner_run(inner, "wrapper", "--lab-qemu", str(wrapper))
+    assert outcomes(new) == {"test_vm_answers_ssh_on_its_tap": "fail",
+                             "test_veth_hosts_ping": "pass"}, out
+
+    # what each run ran on, recorded: the same QEMU version, another binary
+    assert base.versions["qemu"]["binary"] == os.path.realpath(QEMU)
+    assert new.versions["qemu"]["binary"] == str(wrapper)
+    assert new.versions["qemu"]["version"] == base.versions["qemu"]["version"]
+    assert new.versions["qemu"]["package"] == ""  # no package owns the wrapper
+    assert base.versions["qemu"]["package"] == "qemu-system-x86"
+    (boot,) = base.by_nodeid()[base.tests[0].nodeid][0].metrics
+    assert boot.name == "boot_to_ready" and boot.unit == "s" and boot.value > 0
+
+    labctl = str(VENV_BIN / "labctl")
+    md, junit = inner / "report.md", inner / "report.xml"
+    cp = subprocess.run([labctl, "regress", "compare", str(inner / "installed.json"),
+                         str(inner / "wrapper.json"), "--markdown", str(md),
+                         "--junit", str(junit)], capture_output=True, text=True)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    report = md.read_text()
+    newly = report.split("### Newly failing (1)")[1].split("###")[0]
+    assert "test_inner.py::test_vm_answers_ssh_on_its_tap" in newly
+    assert "test_veth_hosts_ping" not in newly
+    assert f"| lab_qemu_binary | {os.path.realpath(QEMU)} | {wrapper} |" in report
+    assert 'name="test_vm_answers_ssh_on_its_tap"' in junit.read_text()
+
+    # the same run compared with itself: no regression
+    same = subprocess.run([labctl, "regress", "compare", str(inner / "installed.json"),
+                           str(inner / "installed.json")], capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout
+
+
+def test_a_session_on_a_fetched_qemu_build(inner: Path) -> None:
+    """`labctl qemu fetch` (APT's sources) then `pytest --lab-qemu VERSION`: the VM runs on
+    that build, and the results say so."""
+    host_pkg = builds.package_of(QEMU)[1] if QEMU else ""
+    others = [v for v in builds.available_versions() if v != host_pkg]
+    if not others:
+        pytest.skip("APT offers no other qemu-system-x86 version than the installed one")
+    version = others[0]
+    cp = subprocess.run([str(VENV_BIN / "labctl"), "qemu", "fetch", version],
+                        capture_output=True, text=True, timeout=1800)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    build = builds.find_build(builds_root(), version)
+    assert build is not None and build.qemu_version
+
+    listed = subprocess.run([str(VENV_BIN / "labctl"), "qemu", "list"],
+                            capture_output=True, text=True).stdout
+    assert f"fetched  {build.qemu_version:<10} {version}" in listed
+
+    r, out = inner_run(inner, "fetched", "--lab-qemu", version, "-k", "vm_answers",
+                       exe=str(build.path / "tree/usr/bin/qemu-system-x86_64"))
+    assert outcomes(r) == {"test_vm_answers_ssh_on_its_tap": "pass"}, out
+    q = r.versions["qemu"]
+    assert (q["version"], q["package_version"], q["selected"]) == \
+        (build.qemu_version, version, version)
+    assert q["binary"] == str(build.launcher)
