@@ -103,6 +103,9 @@ def test_failing_test_leaves_nothing_and_host_is_untouched(tmp_path):
     # a failed test's report carries the lab's state and the OVS logs
     assert "labfixtures: lab state" in cp.stdout
     assert "ovs-vswitchd.log" in cp.stdout
+    # ...for a student: warnings and errors only, no INFO chatter shown as trouble
+    assert "|INFO|" not in cp.stdout
+    assert "Open vSwitch warnings and errors" in cp.stdout
     assert mine("a11a11") == []
     assert not Path("/run/labfixtures/lf-a11a11-m").exists()
     assert snapshot() == before

@@ -113,3 +113,22 @@ def test_attach_to_an_unknown_lab_names_labctl(tmp_path):
     assert cp.returncode == 4, cp.stdout + cp.stderr
     assert "--lab-attach-lab no-such-lab-here: no lab named 'lf-no-such-lab-here'" in cp.stderr
     assert "labctl up LABFILE" in cp.stderr and "labctl status" in cp.stderr
+
+
+NOT_ROOT = "import os\nos.geteuid = lambda: 1000\n"
+
+
+def test_the_root_marker_skips_with_the_reason_when_not_root(tmp_path):
+    (tmp_path / "conftest.py").write_text(NOT_ROOT)
+    cp = run_pytest(tmp_path, "import pytest\n@pytest.mark.root\ndef test_a():\n    pass\n",
+                    "-rs")
+    assert "1 skipped" in cp.stdout, cp.stdout + cp.stderr
+    assert "needs root privileges (marked `root`): run pytest under sudo" in cp.stdout
+
+
+def test_the_per_test_lab_in_a_module_fixture_gets_advice(tmp_path):
+    cp = run_pytest(tmp_path, "import pytest\n@pytest.fixture(scope='module')\n"
+                              "def table1(lab):\n    return lab\n"
+                              "def test_a(table1):\n    pass\n")
+    assert "ScopeMismatch" in cp.stdout, cp.stdout + cp.stderr
+    assert "lab_file_module" in cp.stdout and 'lab_host.scope("table1")' in cp.stdout
