@@ -29,7 +29,8 @@ VG `vm0`, LV `root` holding `/`), one VM for the whole module:
        /dev/mapper/vm0-var /var  ext4  noatime,commit=600,defaults  0  2   (/etc/fstab)
 6. « après redémarrage »: /var comes from the new volume, with its data.
 
-The module fixture `grown` runs the steps in this order and records each outcome; a step
+The module fixture `grown` runs the steps in this order and records each one (title,
+outcome, evidence) with labfixtures' step recorder (`labfixtures.grading.steps`); a step
 that fails stops the ones after it. Each test checks one step, in the same order, so the
 first failing test names the step that broke (the ones after it say they were not reached).
 The VM lives on `module_lab`, not on a checkpointed `lab_vm`: its disk is resized on the
@@ -43,13 +44,13 @@ import re
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from assertions import assert_file_contains, assert_service_running
 from labfixtures.errors import LabError
-from labfixtures.guests.ssh import Result
+from labfixtures.grading.steps import StepRecorder
 from labfixtures.qemu import qemu_img_info
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
@@ -63,74 +64,6 @@ MARKER = "/var/lib/labfixtures-s07/marker"  # written before the copy: must be o
 HIDDEN = "/var/lib/labfixtures-s07/written-after-the-copy"  # on the old /var: hidden after
 BOOT_TIMEOUT = 300.0  # hang guard only: a Debian boot takes ~15-20 s under TCG
 POWEROFF_TIMEOUT = 180.0
-
-
-@dataclass
-class Step:
-    """One command of the guide (in the guest, or on the host) and what it gave."""
-
-    name: str
-    cmd: str
-    result: Result | None = None
-    error: str | None = None  # why it has no result: not reached, or an exception
-
-
-@dataclass
-class Storage:
-    """The steps of §7, run once for the module, in order."""
-
-    vm: object
-    steps: dict[str, Step] = field(default_factory=dict)
-    broken: str | None = None  # the first step that failed: later ones are not run
-    facts: dict[str, object] = field(default_factory=dict)
-
-    def guest(self, name: str, cmd: str, timeout: float = 120.0) -> Result | None:
-        """Run CMD in the guest as step NAME (C locale: parted's output is parsed)."""
-        if self.broken:
-            self.steps[name] = Step(name, cmd, error=f"not reached: step {self.broken!r} "
-                                                     "failed before it")
-            return None
-        try:
-            r = self.vm.run(f"export LC_ALL=C; {cmd}", timeout=timeout)
-        except Exception as e:  # noqa: BLE001 - recorded, reported by the step's test
-            self.steps[name] = Step(name, cmd, error=f"{type(e).__name__}: {e}")
-            self.broken = name
-            return None
-        self.steps[name] = Step(name, cmd, r)
-        if not r.ok:
-            self.broken = name
-        return r
-
-    def host(self, name: str, what: str, fn) -> object:
-        """Run FN() on the host (or around the VM) as step NAME."""
-        if self.broken:
-            self.steps[name] = Step(name, what, error=f"not reached: step {self.broken!r} "
-                                                      "failed before it")
-            return None
-        try:
-            out = fn()
-        except Exception as e:  # noqa: BLE001 - recorded, reported by the step's test
-            detail = f"{e.problem}\n  remedy: {e.remedy}" if isinstance(e, LabError) else e
-            self.steps[name] = Step(name, what, error=f"{type(e).__name__}: {detail}")
-            self.broken = name
-            return None
-        self.steps[name] = Step(name, what, Result(0, str(out) if out is not None else "", ""))
-        return out
-
-    def ok(self, name: str) -> str:
-        """Step NAME's stdout; the test fails with the step's command and error otherwise."""
-        step = self.steps.get(name)
-        if step is None:
-            pytest.fail(f"step {name!r} never ran (the module fixture stopped before it)",
-                        pytrace=False)
-        if step.error is not None:
-            pytest.fail(f"step {name!r} (`{step.cmd}`): {step.error}", pytrace=False)
-        assert step.result is not None
-        if not step.result.ok:
-            pytest.fail(f"step {name!r}: `{step.cmd}` exited with {step.result.exit_status}\n"
-                        f"stdout: {step.result.stdout.strip()[-1500:]}\n"
-                        f"stderr: {step.result.stderr.strip()[-1500:]}", pytrace=False)
-        return step.result.stdout
 
 
 def power_off(vm, timeout: float = POWEROFF_TIMEOUT) -> float:
@@ -186,39 +119,45 @@ def disk_bytes(out: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def grown(module_lab, debian_image) -> Storage:
+def grown(module_lab, debian_image) -> StepRecorder:
     """The whole of §7 on one VM, each step recorded (see the module docstring)."""
     vm = module_lab.vm("vm0", tap=N, user=True, image=debian_image, profile="pc",
                        memory=512, vcpus=2)
-    s = Storage(vm)
+    s = StepRecorder("§7: growing the storage of vm0 with LVM")
+
+    def guest(name: str, cmd: str, timeout: float = 120.0):
+        """CMD in the guest as step NAME, in the C locale (parted's output is parsed)."""
+        return s.command(name, vm, cmd, timeout=timeout, prefix="export LC_ALL=C; ")
+
     token = secrets.token_hex(8)
     s.facts["token"] = token
+    s.facts["vm"] = vm
 
     # 1. « Une fois l'instance de système virtuel lancée »: the disk and the VG before.
-    s.guest("before: parted print", "parted -s -m /dev/vda unit B print")
-    s.guest("before: df -h", "df -h")
-    s.guest("before: vgs", "vgs --noheadings --units b --nosuffix "
-                           "-o vg_name,pv_count,lv_count,vg_size,vg_free")
+    guest("before: parted print", "parted -s -m /dev/vda unit B print")
+    guest("before: df -h", "df -h")
+    guest("before: vgs", "vgs --noheadings --units b --nosuffix "
+                         "-o vg_name,pv_count,lv_count,vg_size,vg_free")
 
     # 2. The VM stopped, the image grows on the host (the overlay: see the docstring).
-    s.host("power off before the resize", "systemctl poweroff (in the guest)",
+    s.call("power off before the resize", "systemctl poweroff (in the guest)",
            lambda: power_off(vm))
     overlay: Path = vm.overlay
     s.facts["overlay"] = overlay
-    s.host("qemu-img info before", f"qemu-img info {overlay}",
+    s.call("qemu-img info before", f"qemu-img info {overlay}",
            lambda: s.facts.setdefault("info before", qemu_img_info(overlay)))
-    s.host("qemu-img resize", f"qemu-img resize -f qcow2 {overlay} {GROWTH}",
+    s.call("qemu-img resize", f"qemu-img resize -f qcow2 {overlay} {GROWTH}",
            lambda: subprocess.run(["qemu-img", "resize", "-f", "qcow2", str(overlay), GROWTH],
                                   capture_output=True, text=True, check=True).stdout)
-    s.host("qemu-img info after", f"qemu-img info {overlay}",
+    s.call("qemu-img info after", f"qemu-img info {overlay}",
            lambda: s.facts.setdefault("info after", qemu_img_info(overlay)))
     s.facts["master info"] = qemu_img_info(debian_image.disk)
-    s.host("boot on the grown disk", "start the VM again",
+    s.call("boot on the grown disk", "start the VM again",
            lambda: vm.start(timeout=BOOT_TIMEOUT).boot_seconds)
 
     # 3. The free space, and a primary partition on it (the guide's percentages).
-    s.guest("after: parted print", "parted -s -m /dev/vda unit B print")
-    free = s.guest("parted unit % print free", "parted -s /dev/vda unit % print free")
+    guest("after: parted print", "parted -s -m /dev/vda unit B print")
+    free = guest("parted unit % print free", "parted -s /dev/vda unit % print free")
     start = None
     if free is not None and free.ok:
         spaces = parse_free_space(free.stdout)
@@ -226,63 +165,63 @@ def grown(module_lab, debian_image) -> Storage:
             biggest = max(spaces, key=lambda r: r[2])
             start = math.ceil(biggest[0])  # the guide: free from 61,5% -> mkpart 62%
     s.facts["mkpart start"] = start
-    if start is None and not s.broken:
-        s.steps["mkpart"] = Step("mkpart", "parted mkpart primary ...",
-                                 error="no Free Space line in `parted unit % print free`")
-        s.broken = "mkpart"
-    s.guest("mkpart", f"parted -s /dev/vda mkpart primary {start}% 100%")
-    s.guest("set 3 lvm on", "parted -s /dev/vda set 3 lvm on")
+    if start is None:
+        s.fail("mkpart", "parted -s /dev/vda mkpart primary ...",
+               "no Free Space line in `parted unit % print free`")
+    else:
+        guest("mkpart", f"parted -s /dev/vda mkpart primary {start}% 100%")
+    guest("set 3 lvm on", "parted -s /dev/vda set 3 lvm on")
     # parted tells the kernel itself (BLKPG); partx -u is the fallback if it could not
-    s.guest("kernel sees vda3", "test -b /dev/vda3 || partx -u /dev/vda; "
-                                "for i in $(seq 50); do test -b /dev/vda3 && break; "
-                                "sleep 0.1; done; test -b /dev/vda3 && lsblk -rnbo "
-                                "NAME,SIZE,TYPE /dev/vda3")
-    s.guest("parted print with vda3", "parted -s -m /dev/vda unit B print")
+    guest("kernel sees vda3", "test -b /dev/vda3 || partx -u /dev/vda; "
+                              "for i in $(seq 50); do test -b /dev/vda3 && break; "
+                              "sleep 0.1; done; test -b /dev/vda3 && lsblk -rnbo "
+                              "NAME,SIZE,TYPE /dev/vda3")
+    guest("parted print with vda3", "parted -s -m /dev/vda unit B print")
 
     # 4. LVM: the physical volume, the volume group, the logical volume.
-    s.guest("pvcreate", "pvcreate /dev/vda3")
-    s.guest("pvdisplay new PV", "pvdisplay -C --noheadings --units b --nosuffix "
-                                "-o pv_name,pv_size,pv_pe_count,pv_attr,vg_name /dev/vda3")
-    s.guest("vgextend", "vgextend vm0 /dev/vda3")
-    s.guest("pvdisplay in vm0", "pvdisplay -C --noheadings --units b --nosuffix "
-                                "-o pv_name,vg_name,pv_pe_count,pv_pe_alloc_count,pv_attr "
-                                "/dev/vda3")
-    s.guest("lvcreate", "lvcreate --name var vm0 /dev/vda3 -l 100%FREE")
-    s.guest("lvdisplay var", "lvs --noheadings --units b --nosuffix "
-                             "-o lv_path,lv_name,vg_name,lv_size,devices vm0/var")
+    guest("pvcreate", "pvcreate /dev/vda3")
+    guest("pvdisplay new PV", "pvdisplay -C --noheadings --units b --nosuffix "
+                              "-o pv_name,pv_size,pv_pe_count,pv_attr,vg_name /dev/vda3")
+    guest("vgextend", "vgextend vm0 /dev/vda3")
+    guest("pvdisplay in vm0", "pvdisplay -C --noheadings --units b --nosuffix "
+                              "-o pv_name,vg_name,pv_pe_count,pv_pe_alloc_count,pv_attr "
+                              "/dev/vda3")
+    guest("lvcreate", "lvcreate --name var vm0 /dev/vda3 -l 100%FREE")
+    guest("lvdisplay var", "lvs --noheadings --units b --nosuffix "
+                           "-o lv_path,lv_name,vg_name,lv_size,devices vm0/var")
 
     # 5. File system, copy of /var (a marker written first), mount point in fstab.
-    s.guest("mkfs.ext4", "mkfs.ext4 /dev/mapper/vm0-var")
-    s.guest("marker in /var", f"mkdir -p {Path(MARKER).parent} && echo {token} > {MARKER}"
-                              " && sync")
-    s.guest("mount /mnt", "mount /dev/mapper/vm0-var /mnt && findmnt -no SOURCE /mnt")
-    s.guest("rsync /var", "rsync -ah --numeric-ids /var/ /mnt/", timeout=600)
+    guest("mkfs.ext4", "mkfs.ext4 /dev/mapper/vm0-var")
+    guest("marker in /var", f"mkdir -p {Path(MARKER).parent} && echo {token} > {MARKER}"
+                            " && sync")
+    guest("mount /mnt", "mount /dev/mapper/vm0-var /mnt && findmnt -no SOURCE /mnt")
+    guest("rsync /var", "rsync -ah --numeric-ids /var/ /mnt/", timeout=600)
     # the same paths with the same owners and modes (-a, --numeric-ids), not a byte diff:
     # a running system writes to /var now and then
-    s.guest("copy checked", f"cat /mnt/{MARKER[len('/var/'):]} && "
-                            "(cd /var && find . -printf '%p %U:%G %m\\n' | sort) >/tmp/a && "
-                            "(cd /mnt && find . -path ./lost+found -prune -o "
-                            "-printf '%p %U:%G %m\\n' | sort) >/tmp/b && "
-                            "{ diff /tmp/a /tmp/b && echo same; }")
-    s.guest("umount /mnt", "umount /mnt")
-    s.guest("write to the old /var", f"echo old > {HIDDEN}")
-    s.guest("fstab entry", f"echo '{FSTAB_LINE}' >> /etc/fstab && grep var /etc/fstab")
+    guest("copy checked", f"cat /mnt/{MARKER[len('/var/'):]} && "
+                          "(cd /var && find . -printf '%p %U:%G %m\\n' | sort) >/tmp/a && "
+                          "(cd /mnt && find . -path ./lost+found -prune -o "
+                          "-printf '%p %U:%G %m\\n' | sort) >/tmp/b && "
+                          "{ diff /tmp/a /tmp/b && echo same; }")
+    guest("umount /mnt", "umount /mnt")
+    guest("write to the old /var", f"echo old > {HIDDEN}")
+    guest("fstab entry", f"echo '{FSTAB_LINE}' >> /etc/fstab && grep var /etc/fstab")
 
     # 6. « après redémarrage »
-    s.host("power off for the reboot", "systemctl poweroff (in the guest)",
+    s.call("power off for the reboot", "systemctl poweroff (in the guest)",
            lambda: power_off(vm))
-    s.host("boot with /var on vm0-var", "start the VM again",
+    s.call("boot with /var on vm0-var", "start the VM again",
            lambda: vm.start(timeout=BOOT_TIMEOUT).boot_seconds)
-    s.guest("after: findmnt /var", "findmnt -no SOURCE,FSTYPE,OPTIONS /var")
-    s.guest("after: marker", f"cat {MARKER}")
-    s.guest("after: old /var hidden", f"test -e {HIDDEN} && echo visible || echo hidden")
-    s.guest("after: pvs", "pvs --noheadings --units b --nosuffix "
-                          "-o pv_name,vg_name,pv_size,pv_free")
-    s.guest("after: lvs", "lvs --noheadings --units b --nosuffix -o lv_name,vg_name,lv_size")
-    s.guest("after: vgs", "vgs --noheadings --units b --nosuffix "
-                          "-o vg_name,pv_count,lv_count,vg_size,vg_free")
-    s.guest("after: df -h", "df -h")
-    s.guest("after: failed units", "systemctl --failed --no-legend --plain")
+    guest("after: findmnt /var", "findmnt -no SOURCE,FSTYPE,OPTIONS /var")
+    guest("after: marker", f"cat {MARKER}")
+    guest("after: old /var hidden", f"test -e {HIDDEN} && echo visible || echo hidden")
+    guest("after: pvs", "pvs --noheadings --units b --nosuffix "
+                        "-o pv_name,vg_name,pv_size,pv_free")
+    guest("after: lvs", "lvs --noheadings --units b --nosuffix -o lv_name,vg_name,lv_size")
+    guest("after: vgs", "vgs --noheadings --units b --nosuffix "
+                        "-o vg_name,pv_count,lv_count,vg_size,vg_free")
+    guest("after: df -h", "df -h")
+    guest("after: failed units", "systemctl --failed --no-legend --plain")
     return s
 
 
@@ -291,15 +230,15 @@ def grown(module_lab, debian_image) -> Storage:
 
 def test_before_the_disk_is_8g_and_vm0_has_no_free_space(grown):
     """« Allocatable yes (but full) »: without a new physical volume, no room to grow."""
-    size = disk_bytes(grown.ok("before: parted print"))
+    size = disk_bytes(grown.require("before: parted print"))
     assert size == 8 * GIB, f"the debian image's disk should be 8 GiB, parted says {size} B"
-    parts = parted_table(grown.ok("before: parted print"))
+    parts = parted_table(grown.require("before: parted print"))
     assert sorted(parts) == [1, 2, 5], f"expected partitions 1, 2, 5 as in the guide: {parts}"
-    rows = lvm_rows(grown.ok("before: vgs"))
+    rows = lvm_rows(grown.require("before: vgs"))
     assert [r[:3] for r in rows] == [["vm0", "1", "1"]], (
         f"before the growth, vgs should show vm0 with 1 PV and 1 LV: {rows}")
     assert rows[0][4] == "0", f"vm0 should be full before the growth, vg_free = {rows[0][4]}"
-    assert "/dev/mapper/vm0-root" in grown.ok("before: df -h")
+    assert "/dev/mapper/vm0-root" in grown.require("before: df -h")
 
 
 # -- 2. the image grows on the host ---------------------------------------------------------
@@ -308,8 +247,8 @@ def test_before_the_disk_is_8g_and_vm0_has_no_free_space(grown):
 def test_qemu_img_resize_grows_the_overlay_by_2g_sparse(grown):
     """`qemu-img resize IMAGE +2G`, the VM stopped: the virtual disk grows, nothing is
     allocated for it (a sparse growth, as the guide's raw file), the master is untouched."""
-    grown.ok("power off before the resize")
-    grown.ok("qemu-img resize")
+    grown.require("power off before the resize")
+    grown.require("qemu-img resize")
     before, after = grown.facts["info before"], grown.facts["info after"]
     assert after["virtual-size"] == before["virtual-size"] + 2 * GIB == 10 * GIB, (
         f"the overlay should grow from 8 GiB to 10 GiB, qemu-img info says "
@@ -327,11 +266,11 @@ def test_qemu_img_resize_grows_the_overlay_by_2g_sparse(grown):
 def test_parted_sees_the_bigger_disk_and_the_free_space_at_its_end(grown):
     """« On remarque que l'espace total a bien été augmenté et qu'aucune partition n'est
     disponible. » (`parted /dev/vda unit % print free`)"""
-    grown.ok("boot on the grown disk")
-    size = disk_bytes(grown.ok("after: parted print"))
+    grown.require("boot on the grown disk")
+    size = disk_bytes(grown.require("after: parted print"))
     assert size == 10 * GIB, (f"after the resize the guest should see a 10 GiB vda, parted "
                               f"says {size} B: was the VM stopped during the resize?")
-    out = grown.ok("parted unit % print free")
+    out = grown.require("parted unit % print free")
     spaces = parse_free_space(out)
     assert spaces, f"`parted unit % print free` shows no Free Space:\n{out}"
     start, end, length = max(spaces, key=lambda r: r[2])
@@ -343,17 +282,17 @@ def test_parted_sees_the_bigger_disk_and_the_free_space_at_its_end(grown):
 def test_mkpart_primary_and_lvm_flag_make_vda3(grown):
     """`parted /dev/vda mkpart primary 80% 100%` (the free space's start, rounded up, as
     the guide's 61,5% -> 62%), `parted /dev/vda set 3 lvm on`."""
-    grown.ok("mkpart")
-    grown.ok("set 3 lvm on")
-    grown.ok("kernel sees vda3")
-    parts = parted_table(grown.ok("parted print with vda3"))
+    grown.require("mkpart")
+    grown.require("set 3 lvm on")
+    grown.require("kernel sees vda3")
+    parts = parted_table(grown.require("parted print with vda3"))
     assert sorted(parts) == [1, 2, 3, 5], f"expected partitions 1, 2, 3, 5: {parts}"
     start, end = int(parts[3][0].rstrip("B")), int(parts[3][1].rstrip("B"))
     ext_end = int(parts[2][1].rstrip("B"))
     assert start > ext_end, f"vda3 ({start} B) must start after the extended vda2 ({ext_end} B)"
     assert end >= 10 * GIB - MIB, f"vda3 should run to the end of the disk, it ends at {end} B"
     assert "lvm" in parts[3][5], f"vda3 should have the lvm flag: {parts[3]}"
-    human = grown.ok("parted unit % print free")  # before mkpart: no partition 3 yet
+    human = grown.require("parted unit % print free")  # before mkpart: no partition 3 yet
     assert not re.search(r"^\s*3\s", human, re.M), "vda3 existed before mkpart"
 
 
@@ -363,8 +302,8 @@ def test_mkpart_primary_and_lvm_flag_make_vda3(grown):
 def test_pvcreate_makes_vda3_a_physical_volume_outside_any_group(grown):
     """« Le volume physique /dev/vda3 n'est associé à aucun groupe de volumes et ne dispose
     pas d'une taille de bloc ou Physical Extent (PE) définie. »"""
-    assert "successfully created" in grown.ok("pvcreate")
-    rows = lvm_rows(grown.ok("pvdisplay new PV"))
+    assert "successfully created" in grown.require("pvcreate")
+    rows = lvm_rows(grown.require("pvdisplay new PV"))
     assert len(rows) == 1 and rows[0][0] == "/dev/vda3", f"pvdisplay /dev/vda3: {rows}"
     assert len(rows[0]) == 4, f"a new PV belongs to no volume group: VG Name {rows[0][4:]}"
     size, pe_count, attr = int(rows[0][1]), rows[0][2], rows[0][3]
@@ -375,8 +314,8 @@ def test_pvcreate_makes_vda3_a_physical_volume_outside_any_group(grown):
 
 def test_vgextend_adds_vda3_to_vm0(grown):
     """`vgextend vm0 /dev/vda3`: « Allocatable yes », Free PE = Total PE."""
-    assert "successfully extended" in grown.ok("vgextend")
-    rows = lvm_rows(grown.ok("pvdisplay in vm0"))
+    assert "successfully extended" in grown.require("vgextend")
+    rows = lvm_rows(grown.require("pvdisplay in vm0"))
     assert rows and rows[0][:2] == ["/dev/vda3", "vm0"], f"vda3 should be in vm0: {rows}"
     total, allocated = int(rows[0][2]), int(rows[0][3])
     assert total > 0 and allocated == 0, (
@@ -386,8 +325,8 @@ def test_vgextend_adds_vda3_to_vm0(grown):
 
 def test_lvcreate_var_takes_all_of_vda3(grown):
     """`lvcreate --name var vm0 /dev/vda3 -l 100%FREE`"""
-    assert 'Logical volume "var" created' in grown.ok("lvcreate")
-    rows = lvm_rows(grown.ok("lvdisplay var"))
+    assert 'Logical volume "var" created' in grown.require("lvcreate")
+    rows = lvm_rows(grown.require("lvdisplay var"))
     assert rows and rows[0][:3] == ["/dev/vm0/var", "var", "vm0"], f"lvs vm0/var: {rows}"
     assert rows[0][4].startswith("/dev/vda3"), (
         f"the LV var must sit on /dev/vda3 only (the guide names the PV): {rows[0][4]}")
@@ -400,20 +339,20 @@ def test_lvcreate_var_takes_all_of_vda3(grown):
 def test_mkfs_and_rsync_copy_var_onto_the_new_volume(grown):
     """`mkfs.ext4`, `mount /dev/mapper/vm0-var /mnt`, `rsync -ah --numeric-ids /var/ /mnt/`,
     `umount /mnt`."""
-    grown.ok("mkfs.ext4")
-    grown.ok("marker in /var")
-    assert grown.ok("mount /mnt").strip() == "/dev/mapper/vm0-var"
-    grown.ok("rsync /var")
-    copied = grown.ok("copy checked").split("\n")
+    grown.require("mkfs.ext4")
+    grown.require("marker in /var")
+    assert grown.require("mount /mnt").strip() == "/dev/mapper/vm0-var"
+    grown.require("rsync /var")
+    copied = grown.require("copy checked").split("\n")
     assert copied[0] == grown.facts["token"], (
         f"after rsync, /mnt should hold the marker written in /var: {copied[0]!r}")
     assert copied[1] == "same", "the copy should have every path of /var"
-    grown.ok("umount /mnt")
+    grown.require("umount /mnt")
 
 
 def test_fstab_mounts_the_new_volume_on_var(grown):
     """« on crée l'entrée pour le nouveau point de montage dans le fichier /etc/fstab »"""
-    lines = [line.split() for line in grown.ok("fstab entry").splitlines()]
+    lines = [line.split() for line in grown.require("fstab entry").splitlines()]
     assert FSTAB_LINE.split() in lines, f"/etc/fstab should have `{FSTAB_LINE}`: {lines}"
 
 
@@ -421,41 +360,44 @@ def test_fstab_mounts_the_new_volume_on_var(grown):
 
 
 def test_the_guest_shuts_down_and_boots_again_cleanly(grown):
-    grown.ok("power off for the reboot")
-    grown.ok("boot with /var on vm0-var")
-    failed = grown.ok("after: failed units").strip()
+    grown.require("power off for the reboot")
+    grown.require("boot with /var on vm0-var")
+    failed = grown.require("after: failed units").strip()
     assert failed == "", f"units failed at the boot after the change: {failed}"
+    assert_service_running(grown.facts["vm"], "ssh")  # systemd: `systemctl is-active ssh`
 
 
 def test_after_the_reboot_var_is_mounted_from_vm0_var(grown):
-    src = grown.ok("after: findmnt /var").split()
+    src = grown.require("after: findmnt /var").split()
     assert src[:2] == ["/dev/mapper/vm0-var", "ext4"], (
         f"/var should be mounted from /dev/mapper/vm0-var (ext4): findmnt says {src}; "
         "check the fstab line")
     opts = src[2].split(",")
     assert "noatime" in opts and "commit=600" in opts, f"fstab options not applied: {opts}"
-    assert "/dev/mapper/vm0-var" in grown.ok("after: df -h")
+    assert_file_contains(grown.facts["vm"], "/etc/fstab",
+                         re.compile(r"^/dev/mapper/vm0-var\s+/var\s+ext4\s", re.M))
+    assert "/dev/mapper/vm0-var" in grown.require("after: df -h")
 
 
 def test_after_the_reboot_the_copied_data_is_on_var(grown):
-    assert grown.ok("after: marker").strip() == grown.facts["token"], (
+    assert grown.require("after: marker").strip() == grown.facts["token"], (
         f"{MARKER}, written before the copy, should be on the new /var")
-    assert grown.ok("after: old /var hidden").strip() == "hidden", (
+    assert grown.require("after: old /var hidden").strip() == "hidden", (
         f"{HIDDEN} was written on the old /var after the copy: it should be hidden under "
         "the new mount, it is visible, so /var is not the new volume")
 
 
 def test_after_the_reboot_lvm_shows_vda3_in_vm0_and_var_using_it(grown):
-    pvs = {r[0]: r[1:] for r in lvm_rows(grown.ok("after: pvs"))}
+    pvs = {r[0]: r[1:] for r in lvm_rows(grown.require("after: pvs"))}
     assert set(pvs) == {"/dev/vda5", "/dev/vda3"}, f"pvs should show vda5 and vda3: {pvs}"
     assert pvs["/dev/vda3"][0] == "vm0", f"vda3 should be in vm0: {pvs['/dev/vda3']}"
     assert pvs["/dev/vda3"][2] == "0", f"vda3 should be fully used: {pvs['/dev/vda3']}"
-    lvs = {r[0]: r[1:] for r in lvm_rows(grown.ok("after: lvs"))}
+    lvs = {r[0]: r[1:] for r in lvm_rows(grown.require("after: lvs"))}
     assert set(lvs) == {"root", "var"}, f"lvs should show root and var: {lvs}"
-    vgs = lvm_rows(grown.ok("after: vgs"))
+    vgs = lvm_rows(grown.require("after: vgs"))
     assert [r[:3] for r in vgs] == [["vm0", "2", "2"]], (
         f"vgs should show vm0 with 2 PVs and 2 LVs: {vgs}")
-    size_before = int(lvm_rows(grown.ok("before: vgs"))[0][3])
+    size_before = int(lvm_rows(grown.require("before: vgs"))[0][3])
     assert int(vgs[0][3]) > size_before + GIB, (
         f"vm0 should have grown by ~2 GiB: {size_before} -> {vgs[0][3]} B")
     assert vgs[0][4] == "0", f"all the new space should be used by var, vg_free = {vgs[0][4]}"
