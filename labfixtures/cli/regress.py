@@ -6,7 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from labfixtures.errors import LabError
+from labfixtures.regress import attribute as attr
 from labfixtures.regress import compare as cmp
+from labfixtures.regress import matrix
 from labfixtures.regress.results import read_many
 
 
@@ -27,6 +30,68 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.junit:
         _write(args.junit, cmp.to_junit(c))
     return c.exit_status
+
+
+def _pytest_args(args: argparse.Namespace) -> list[str]:
+    rest = list(args.pytest_args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return rest
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    all_cells = matrix.cells(args.kernel, args.qemu)
+    k, n = matrix.parse_shard(args.shard)
+    for cell in matrix.shard(all_cells, k, n):
+        if args.reuse and matrix.results_file(out, cell).exists():
+            print(f"labctl regress: {cell.label()}: results already in {out}, kept")
+            continue
+        print(f"labctl regress: running {cell.label()}", flush=True)
+        run = matrix.run_cell(cell, _pytest_args(args), out)
+        print(f"labctl regress: {cell.label()}: pytest exit {run.returncode} in "
+              f"{run.seconds:.0f} s, {run.results}", flush=True)
+    table = matrix.table(matrix.load(out))
+    print(table, end="")
+    if args.markdown:
+        _write(args.markdown, table)
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    table = matrix.table(matrix.load(Path(args.folder)))
+    print(table, end="")
+    if args.markdown:
+        _write(args.markdown, table)
+    return 0
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    old = matrix.Cell(args.kernel[0], args.qemu[0])
+    new = matrix.Cell(args.kernel[1], args.qemu[1])
+    if old == new:
+        raise LabError("the old and new cells are the same",
+                       "give --kernel OLD NEW and --qemu OLD NEW (one of them may repeat)")
+
+    def results(cell: matrix.Cell) -> None:
+        if not matrix.results_file(out, cell).exists():
+            print(f"labctl regress: running {cell.label()}", flush=True)
+            matrix.run_cell(cell, _pytest_args(args), out)
+
+    results(old)
+    results(new)
+    runs = matrix.load(out)
+    if cmp.compare(runs[old], runs[new]).newly_failing:  # only then the crossed cells
+        for cell in attr.crossed(old, new):
+            results(cell)
+        runs = matrix.load(out)
+    found = attr.attribute(old, new, runs)
+    md = attr.to_markdown(old, new, found)
+    print(md, end="")
+    if args.markdown:
+        _write(args.markdown, md)
+    return cmp.REGRESSION if found else cmp.NO_REGRESSION
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,3 +118,56 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "(appended when FILE is $GITHUB_STEP_SUMMARY)")
     c.add_argument("--junit", metavar="FILE", help="write the comparison as JUnit XML")
     c.set_defaults(func=cmd_compare)
+
+    m = rs.add_parser(
+        "matrix", help="run pytest on each guest kernel × QEMU cell, print the table",
+        description="Run PYTEST_ARGS once per cell (each --kernel with each --qemu), each "
+                    "writing OUT/kernel=K,qemu=Q.json, then print a Markdown table of tests "
+                    "× cells from every results file in OUT (those of other shards "
+                    "included).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  labctl regress matrix --kernel default --kernel "
+               "linux-image-6.1.0-50-amd64 --qemu host --qemu 1:7.2+dfsg-7+deb12u15 "
+               "--shard 1/2 -- scenarios/")
+    m.add_argument("--kernel", action="append", default=[], metavar="PACKAGE",
+                   help="a guest kernel package, or 'default' (repeatable)")
+    m.add_argument("--qemu", action="append", default=[], metavar="VERSION|PATH",
+                   help="a QEMU (labctl qemu list), or 'host' (repeatable)")
+    m.add_argument("--out", default="regress-results", metavar="DIR",
+                   help="where the cells' results go (default: regress-results)")
+    m.add_argument("--shard", default="1/1", metavar="K/N",
+                   help="run only the K-th of N shares of the cells (one per CI job)")
+    m.add_argument("--reuse", action="store_true",
+                   help="do not run a cell whose results are already in DIR")
+    m.add_argument("--markdown", metavar="FILE", help="write the table there too")
+    m.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
+    m.set_defaults(func=cmd_matrix)
+
+    t = rs.add_parser("table", help="the table of a matrix's results folder",
+                      description="Print the tests × cells table of the results in FOLDER "
+                                  "(e.g. after collecting the shards' artifacts).")
+    t.add_argument("folder")
+    t.add_argument("--markdown", metavar="FILE", help="write the table there too")
+    t.set_defaults(func=cmd_table)
+
+    a = rs.add_parser(
+        "attribute", help="which upgrade (kernel or QEMU) broke each newly failing test",
+        description="Run (or reuse from OUT) the old cell and the new cell; if tests newly "
+                    "fail, run the two crossed cells (new QEMU on the old kernel, new "
+                    "kernel on the old QEMU) and say for each test: qemu, kernel, either "
+                    "(each alone breaks it), both (only together) or unknown. Exit 1 if a "
+                    "test newly fails, 0 otherwise.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  labctl regress attribute --kernel default "
+               "linux-image-6.1.0-50-amd64 --qemu host 1:7.2+dfsg-7+deb12u15 -- scenarios/")
+    a.add_argument("--kernel", nargs=2, metavar=("OLD", "NEW"),
+                   default=[matrix.DEFAULT_KERNEL, matrix.DEFAULT_KERNEL],
+                   help="old and new guest kernel packages ('default' for the recipe's)")
+    a.add_argument("--qemu", nargs=2, metavar=("OLD", "NEW"),
+                   default=[matrix.HOST_QEMU, matrix.HOST_QEMU],
+                   help="old and new QEMU ('host', a fetched version, or a path)")
+    a.add_argument("--out", default="regress-results", metavar="DIR",
+                   help="results of the cells (reused when present)")
+    a.add_argument("--markdown", metavar="FILE", help="write the verdicts there too")
+    a.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
+    a.set_defaults(func=cmd_attribute)

@@ -2,6 +2,7 @@
 
 - `--lab-qemu NAME|PATH`: the session runs on another QEMU (a build fetched by
   `labctl qemu fetch`, or any binary or wrapper script), put first on PATH;
+- `--lab-guest-kernel PACKAGE`: the session's tiny guest is the one built on that kernel;
 - the versions a run runs on, in the report header and as JUnit test-suite properties
   (added on the controller: they work under pytest-xdist);
 - `lab_metric(name, value, unit)`: a fixture that records a measurement of the test (kept
@@ -29,6 +30,7 @@ from _pytest.junitxml import xml_key
 from _pytest.runner import call_and_report
 
 from labfixtures.errors import LabError
+from labfixtures.guestimages import kernels
 from labfixtures.regress import qemusel, versions
 from labfixtures.regress.results import (
     Metric,
@@ -40,6 +42,7 @@ from labfixtures.regress.results import (
 
 METRIC_PREFIX = "lab_metric:"
 VERSIONS = pytest.StashKey[versions.Versions]()
+#: what --lab-qemu and --lab-guest-kernel changed for the session, undone at the end
 QEMU_SELECTION = pytest.StashKey[contextlib.ExitStack]()
 RECORDER = pytest.StashKey["Recorder"]()
 
@@ -50,6 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every VM of the session on this QEMU: a build fetched by "
                          "`labctl qemu fetch VERSION` (its version, see `labctl qemu "
                          "list`) or the path of a binary or wrapper script")
+    group.addoption("--lab-guest-kernel", metavar="PACKAGE[=VERSION]", default=None,
+                    help="the tiny guest of this session is built on this Debian kernel "
+                         "package (e.g. linux-image-6.1.0-50-amd64): its own cache entry, "
+                         "built by `labctl image build tiny --kernel PACKAGE`")
     group.addoption("--lab-results", metavar="FILE.json", default=None,
                     help="write the run's results for `labctl regress compare`: versions "
                          "(kernel, QEMU, images, OVS...), and per test its outcome, "
@@ -72,12 +79,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--lab-rerun-failures N: N must be 0 or more")
     asked = config.getoption("--lab-qemu")
     if asked:
-        stack = contextlib.ExitStack()
         try:
-            stack.enter_context(qemusel.qemu_on_path(asked))
+            config.stash.setdefault(QEMU_SELECTION, contextlib.ExitStack()).enter_context(
+                qemusel.qemu_on_path(asked))
         except LabError as e:
             raise pytest.UsageError(f"{e.problem}\n  remedy: {e.remedy}") from None
-        config.stash[QEMU_SELECTION] = stack
+    kernel = config.getoption("--lab-guest-kernel")
+    if kernel:
+        try:
+            kernels.parse(kernel)
+        except LabError as e:
+            raise pytest.UsageError(f"--lab-guest-kernel: {e.problem}\n  remedy: {e.remedy}"
+                                    ) from None
+        config.stash.setdefault(QEMU_SELECTION, contextlib.ExitStack()).enter_context(
+            kernels.tiny_on(kernel))
     path = config.getoption("--lab-results")
     if path and not _is_worker(config):
         rec = Recorder(Path(path).absolute(), config.getoption("--lab-results-label"))
@@ -104,7 +119,8 @@ def run_versions(config: pytest.Config) -> versions.Versions:
     v = config.stash.get(VERSIONS, None)
     if v is None:
         v = versions.collect(config.getoption("--lab-qemu") or "",
-                             images=_recording(config))
+                             images=_recording(config),
+                             guest_kernel=config.getoption("--lab-guest-kernel") or "")
         config.stash[VERSIONS] = v
     return v
 

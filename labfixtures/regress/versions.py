@@ -65,6 +65,7 @@ class Versions:
     python: str = ""
     labfixtures: str = ""
     images: dict[str, ImageVersion] = field(default_factory=dict)
+    guest_kernel: str = ""  # what --lab-guest-kernel asked for, '' for the default
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +95,8 @@ class Versions:
                  ("lab_labfixtures", self.labfixtures)]
         if self.qemu.selected:
             props.append(("lab_qemu_selected", self.qemu.selected))
+        if self.guest_kernel:
+            props.append(("lab_guest_kernel_selected", self.guest_kernel))
         for name, img in sorted(self.images.items()):
             props.append((f"lab_image_{name}", img.describe().split(": ", 1)[1]))
         return props
@@ -112,7 +115,8 @@ def differences(base: Versions, new: Versions) -> list[tuple[str, str, str]]:
     """(what, base value, new value) for each property that differs."""
     a, b = dict(base.properties()), dict(new.properties())
     return [(k, a.get(k, ""), b.get(k, "")) for k in sorted(set(a) | set(b))
-            if a.get(k, "") != b.get(k, "") and k != "lab_qemu_selected"]
+            if a.get(k, "") != b.get(k, "")
+            and k not in ("lab_qemu_selected", "lab_guest_kernel_selected")]
 
 
 def _first_line(argv: list[str]) -> str:
@@ -161,7 +165,8 @@ def labfixtures_version() -> str:
         return UNKNOWN
 
 
-def collect(selected_qemu: str = "", images: bool = True) -> Versions:
+def collect(selected_qemu: str = "", images: bool = True,
+            guest_kernel: str = "") -> Versions:
     """Ask the host what this run runs on (QEMU as found on PATH: --lab-qemu's choice)."""
     ovs = _first_line(["ovs-vswitchd", "--version"])
     ovs_pkg = run(["dpkg-query", "-W", "-f=${Version}", "openvswitch-switch"], timeout=30,
@@ -179,6 +184,7 @@ def collect(selected_qemu: str = "", images: bool = True) -> Versions:
         accelerator=acc_name, accelerator_reason=acc_reason,
         python=platform.python_version(), labfixtures=labfixtures_version(),
         images=image_versions() if images else {},
+        guest_kernel=guest_kernel,
     )
 
 
