@@ -6,12 +6,20 @@ import argparse
 
 from labfixtures import guestimages
 from labfixtures.cli.common import need_root
+from labfixtures.errors import LabError
+from labfixtures.guestimages import kernels
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
     need_root()
     for name in args.names:
-        img = guestimages.build(name, progress=print, force=args.force)
+        if args.kernel and name == "tiny":
+            img = kernels.build_tiny(args.kernel, progress=print, force=args.force)
+        elif args.kernel:
+            raise LabError("--kernel applies to the tiny image only",
+                           f"labctl image build tiny --kernel {args.kernel}")
+        else:
+            img = guestimages.build(name, progress=print, force=args.force)
         print(f"{name}: {img.path}")
     return 0
 
@@ -43,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     ib.add_argument("names", nargs="+", metavar="NAME",
                     help="tiny (seconds to boot, most tests) or debian (systemd, LVM)")
     ib.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ib.add_argument("--kernel", metavar="PACKAGE[=VERSION]",
+                    help="build tiny on this Debian kernel package instead (its own cache "
+                         "entry; pytest --lab-guest-kernel PACKAGE uses it)")
     ib.set_defaults(func=cmd_image_build)
     il = isub.add_parser("list", help="recipes, their current build and older builds")
     il.set_defaults(func=cmd_image_list)
