@@ -11,6 +11,7 @@ are. Nothing is started and nothing is torn down: closing only closes the connec
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -81,6 +82,9 @@ class AttachedVM(Guest):
         if self.netns is not None and not _netns.exists(self.netns):
             raise AttachNamespaceError(f"network namespace {self.netns!r} does not exist",
                                        "list namespaces with `ip netns list`")
+        if self.netns is not None and os.geteuid() != 0:
+            raise LabError(f"reaching {self.name} from network namespace {self.netns} needs "
+                           "root privileges", "run it under sudo")
         scope = self.address.partition("%")[2]
         if scope and not scope.isdigit() and not _interface_exists(scope, self.netns):
             where = f"namespace {self.netns}" if self.netns else "this network namespace"
