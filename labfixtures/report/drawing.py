@@ -23,6 +23,7 @@ from labfixtures.core.addressing import mac_from_tap
 from labfixtures.errors import HostResourceError, LabError
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.labfile import LabFile
+from labfixtures.lab.vmhost import svi_name
 
 FORMATS = ("svg", "png", "dot", "mermaid")
 
@@ -93,8 +94,8 @@ def snapshot(lab: Lab) -> Picture:
                 kind = "veth"
             elif re.fullmatch(r"tap\d+", name):
                 kind = "tap"
-            elif name.startswith(f"{sw.name}-vlan") or lab.nl.link(name).kind == "tun" \
-                    and not name.startswith("tap"):
+            elif name.startswith(svi_name(sw.name, 0)[:-1]) or \
+                    lab.nl.link(name).kind in ("tun", "openvswitch"):
                 kind = "svi"
             else:
                 kind = "port"
@@ -124,7 +125,7 @@ def from_labfile(spec: LabFile) -> Picture:
     switches = {name: SwitchPic(name) for name in spec.switches}
     for sw in spec.switches.values():
         for svi in sw.svis:
-            switches[sw.name].ports.append(Port(svi.name or f"{sw.name}-vlan{svi.vlan}", "svi",
+            switches[sw.name].ports.append(Port(svi.name or svi_name(sw.name, svi.vlan), "svi",
                                                 f"access VLAN {svi.vlan}", list(svi.addresses)))
     for tap in spec.taps:
         p = tap.port
