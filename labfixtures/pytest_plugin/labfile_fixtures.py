@@ -10,7 +10,9 @@
 `lab_file(path)` builds in the test's `lab` (undone after the test); with
 `scope="module"`, or through the `lab_file_module` fixture, in a scope of the lab host
 shared by the module's tests (undone after the module), built once per file. The path is
-relative to the test module's directory, or absolute.
+relative to the test module's directory, or absolute. Both live on the worker's one lab
+host: a test that also builds on its own `lab` must not reuse the file's switch, tap or
+host names.
 """
 
 from __future__ import annotations
