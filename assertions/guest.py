@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labfixtures.errors import LabError
+
 from ._format import name_of, table
 from ._types import Guest, check_name, check_number, check_object
 from .vlan import ETHERTYPE_PROBE, Capture, port, ports, probe_frame, send
@@ -487,13 +489,60 @@ def assert_frames_reach_guest(sender: object, vm: object, vid: int | None = None
     return got
 
 
+def _guest_tap(vm: Any, dev: str) -> tuple[Any, str] | None:
+    """(lab, 'tapN') of the VM's NIC that the guest calls DEV (ethK: the K-th NIC)."""
+    lab, nics = getattr(vm, "lab", None), getattr(vm, "nics", None)
+    if lab is None or not nics or not dev.startswith("eth") or not dev[3:].isdigit() \
+            or int(dev[3:]) >= len(nics):
+        return None
+    nic = nics[int(dev[3:])]
+    if getattr(nic, "user", False) or getattr(nic, "tap", None) is None:
+        return None
+    return lab, f"tap{nic.tap}"
+
+
+def _known_tap(func: str, vm: Any, dev: str) -> tuple[Any, str]:
+    __tracebackhide__ = True
+    tap = _guest_tap(vm, dev)
+    if tap is None:
+        raise LabError(
+            f"{func}(): no tap is known for {name_of(vm)}'s {dev}, so no control frame can "
+            "prove that the guest would count a frame that arrives (and its silence would "
+            "prove nothing)",
+            "use it on a VM of the lab whose NIC is on a tap (lab.vm(..., tap=N)); for other "
+            "machines, capture on switch ports: assert_vlan_isolation")
+    return tap
+
+
+def _guest_hears(func: str, vm: Any, tap: tuple[Any, str], dev: str, settle: float
+                 ) -> None:
+    """The positive control of a silence: a probe frame sent straight to the guest on its
+    TAP (from the lab host) is counted on DEV. LabError if the guest cannot tell."""
+    __tracebackhide__ = True
+    before = guest_unhandled_frames(vm, dev)
+    send(tap, probe_frame(b"labfixtures-guest-control"))
+    time.sleep(settle)
+    if guest_unhandled_frames(vm, dev) - before < 1:
+        raise LabError(
+            f"{func}(): {name_of(vm)} counted no frame on {dev}, even one sent straight to it "
+            f"on {tap[1]}: its silence proves nothing",
+            f"is {dev} up in the guest (`ip link set dev {dev} up`) and is {tap[1]} up on the "
+            "lab host?")
+
+
 def assert_frames_do_not_reach_guest(sender: object, vm: object, vid: int | None = None,
                                      count: int = 3, dev: str = "eth0",
                                      settle: float = 0.3) -> None:
-    """Probe frames sent from SENDER (tagged VID if given) never arrive in the guest."""
+    """Probe frames sent from SENDER (tagged VID if given) never arrive in the guest. The
+    guest first proves it would count one: a frame sent straight to it on its tap."""
     __tracebackhide__ = True
-    got = _probe_guest("assert_frames_do_not_reach_guest", sender, vm, vid, count, dev,
-                       settle)
+    func = "assert_frames_do_not_reach_guest"
+    _guest(func, vm)
+    check_name(func, "dev", dev, "eth0")
+    tap = _known_tap(func, vm, dev)
+    got = _probe_guest(func, sender, vm, vid, count, dev, settle)
+    if not got:
+        _guest_hears(func, vm, tap, dev, settle)
     if got:
         tag = f" tagged VID {vid}" if vid is not None else ""
         raise AssertionError(

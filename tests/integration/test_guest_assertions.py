@@ -31,6 +31,7 @@ from assertions import (
 )
 from assertions.guest import PciDevice
 from labfixtures import guestimages
+from labfixtures.errors import LabError
 from labfixtures.qemu import accel
 
 GW = "203.0.113.129"
@@ -163,6 +164,20 @@ def test_frames_do_not_reach_guest(net):
     with pytest.raises(AssertionError, match=r"VLAN leak: 3 of 3 broadcast frame\(s\) sent "
                                              r"from same2 \(eth0\) arrived in vm0"):
         assert_frames_do_not_reach_guest(net.same, net.vm)
+
+
+@pytest.mark.root
+@pytest.mark.vm
+def test_silence_of_a_guest_that_cannot_count_is_refused(net):
+    """The positive control of `assert_frames_do_not_reach_guest`: a guest whose counters
+    never move (here the real VM's tap, but counters read from a stand-in) proves nothing."""
+    stuck = SimpleNamespace(name="stuck", mac=net.vm.mac, lab=net.lab, nics=net.vm.nics,
+                            run=lambda cmd: _Result(0, "0\n0\n"))
+    with pytest.raises(LabError) as e:
+        assert_frames_do_not_reach_guest(net.other, stuck)
+    assert "stuck counted no frame on eth0, even one sent straight to it on tap2" in str(e.value)
+    with pytest.raises(LabError, match="no tap is known for vm0's eth1"):
+        assert_frames_do_not_reach_guest(net.other, net.vm, dev="eth1")
 
 
 # -- files, services, listening sockets ----------------------------------------------------
