@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from labfixtures.guestimages import kernels
 from labfixtures.qemu import builds
+from labfixtures.regress import matrix
 from labfixtures.regress.qemusel import builds_root
 from labfixtures.regress.results import Results
 
@@ -47,6 +49,10 @@ def test_vm_answers_ssh_on_its_tap(lab, switch, lab_metric):
         assert os.path.realpath(f"/proc/{vm.machine.pid}/exe") == exe
     vm.ssh(deadline=20)
     assert vm.run("hostname").stdout.strip() == "vm0"
+    record = os.environ.get("RECORD_KERNEL_TO")  # the kernel the guest really runs
+    if record:
+        with open(record, "a") as f:
+            f.write(vm.run("uname -r").stdout)
 
 
 def test_veth_hosts_ping(lab, switch, veth_host):
@@ -75,12 +81,15 @@ def inner_run(tmp: Path, name: str, *options: str, exe: str = "") -> tuple[Resul
          str(tmp / "test_inner.py")],
         cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
     assert results.exists(), cp.stdout + cp.stderr
-    # the host is clean afterwards: no namespace, no QEMU of that run left
+    no_leftovers(rid)  # the host is clean afterwards: no namespace, no QEMU of that run
+    return Results.read(results), cp.stdout
+
+
+def no_leftovers(rid: str) -> None:
     spaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"lf-{rid}" not in spaces
     procs = subprocess.run(["pgrep", "-af", f"lf-{rid}"], capture_output=True, text=True)
     assert procs.stdout == ""
-    return Results.read(results), cp.stdout
 
 
 def outcomes(r: Results) -> dict[str, str]:
@@ -93,12 +102,16 @@ def inner(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
-def test_a_new_qemu_that_drops_the_mac_is_reported_as_a_regression(inner: Path) -> None:
-    wrapper = inner / "qemu-new"
+def make_wrapper(folder: Path) -> Path:
+    wrapper = folder / "qemu-new"
     wrapper.write_text(WRAPPER.format(python=sys.executable, qemu=QEMU))
     wrapper.chmod(0o755)
+    return wrapper
 
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
+def test_a_new_qemu_that_drops_the_mac_is_reported_as_a_regression(inner: Path) -> None:
+    wrapper = make_wrapper(inner)
     base, out = inner_run(inner, "installed")
     assert outcomes(base) == {"test_vm_answers_ssh_on_its_tap": "pass",
                               "test_veth_hosts_ping": "pass"}, out
@@ -159,3 +172,45 @@ def test_a_session_on_a_fetched_qemu_build(inner: Path) -> None:
     assert (q["version"], q["package_version"], q["selected"]) == \
         (build.qemu_version, version, version)
     assert q["binary"] == str(build.launcher)
+
+
+#: another kernel of the archive than the one the tiny recipe takes by default
+OTHER_KERNEL = "linux-image-6.1.0-50-amd64"
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
+def test_attribute_blames_the_qemu_upgrade_and_clears_the_kernel(inner: Path) -> None:
+    """Old cell: the default kernel on the installed QEMU. New cell: another kernel on the
+    wrapper QEMU (drops mac=). `labctl regress attribute` runs the four cells and blames
+    QEMU: the new kernel on the old QEMU passes, the new QEMU on the old kernel fails."""
+    other = kernels.build_tiny(OTHER_KERNEL, progress=None)  # the "new kernel"
+    default = kernels.build_tiny(None, progress=None)
+    if other.facts["kernel_release"] == default.facts["kernel_release"]:
+        pytest.skip(f"{OTHER_KERNEL} is the default kernel now: pick another one")
+    wrapper = make_wrapper(inner)
+    rid = secrets.token_hex(3)
+    seen = inner / "kernels.txt"
+    out = inner / "cells"
+    cp = subprocess.run(
+        [str(VENV_BIN / "labctl"), "regress", "attribute",
+         "--kernel", "default", OTHER_KERNEL, "--qemu", "host", str(wrapper),
+         "--out", str(out), "--markdown", str(inner / "attribute.md"),
+         "--", "-p", "no:cacheprovider", "--lab-no-reap", "-q", str(inner / "test_inner.py")],
+        cwd=inner, capture_output=True, text=True, timeout=1200,
+        env=dict(os.environ, LABFIXTURES_RUN_ID=rid, RECORD_KERNEL_TO=str(seen)))
+    no_leftovers(rid)
+    assert cp.returncode == 1, cp.stdout + cp.stderr
+    report = (inner / "attribute.md").read_text()
+    assert "`test_inner.py::test_vm_answers_ssh_on_its_tap`: **qemu**" in report, report
+    assert "test_veth_hosts_ping" not in report  # passes everywhere: nothing to attribute
+
+    runs = matrix.load(out)
+    assert len(runs) == 4
+    table = matrix.table(runs)
+    row = next(line for line in table.splitlines() if "test_vm_answers" in line)
+    assert row.count("FAIL") == 2 and row.count("pass") == 2, table
+    # the guests really ran both kernels (on the installed QEMU, where SSH works)
+    assert set(seen.read_text().split()) == {default.facts["kernel_release"],
+                                             other.facts["kernel_release"]}
+    recorded = {c: r.versions["images"]["tiny"]["kernel_package"] for c, r in runs.items()}
+    assert recorded[matrix.Cell(OTHER_KERNEL, str(wrapper))] == OTHER_KERNEL
