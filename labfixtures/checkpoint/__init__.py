@@ -42,12 +42,14 @@ from labfixtures.checkpoint.store import (
 )
 from labfixtures.errors import CheckpointError
 
-list = list_checkpoints  # noqa: A001 - `checkpoint.list()`, as the CLI says it
+#: `checkpoint.list()`, as labctl says it (left out of __all__: a star import would hide
+#: the builtin)
+list = list_checkpoints  # noqa: A001
 
 __all__ = [
     "DISK_FILE", "FORMAT", "MANIFEST", "MANIFEST_SUM", "MAX_BUNDLE_SIZE", "STATE_FILE",
     "Checkpoint", "CheckpointError", "CheckpointStore", "ImageIdentity", "Manifest",
-    "default_store_dir", "delete", "differences", "export", "import_bundle", "list",
+    "default_store_dir", "delete", "differences", "export", "import_bundle",
     "list_checkpoints", "qemu_version", "restore", "restore_into", "restore_lab_vm", "save",
     "save_lab_vm",
 ]
