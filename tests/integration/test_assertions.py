@@ -44,18 +44,18 @@ GW = "203.0.113.129"
 def table1(lab, switch, veth_host):
     """host2 and peer on VLAN 2 (the SVI sw0-vlan2 their gateway), other on VLAN 3."""
     switch.svi(2, f"{GW}/26")
-    vm = veth_host("host2", switch, tag=2, addresses=["203.0.113.130/26"], gateway=GW)
+    host2 = veth_host("host2", switch, tag=2, addresses=["203.0.113.130/26"], gateway=GW)
     peer = veth_host("peer", switch, tag=2, addresses=["203.0.113.132/26"], gateway=GW)
     other = veth_host("other", switch, tag=3, addresses=["203.0.113.131/26"])
-    return lab, switch, vm, peer, other
+    return lab, switch, host2, peer, other
 
 
 def test_default_route(table1):
-    _, _, vm, _, other = table1
-    assert_default_route(vm, via=GW)
-    assert_default_route(vm, via=GW, dev="eth0")
+    _, _, host2, _, other = table1
+    assert_default_route(host2, via=GW)
+    assert_default_route(host2, via=GW, dev="eth0")
     with pytest.raises(AssertionError) as e:
-        assert_default_route(vm, via="203.0.113.1")
+        assert_default_route(host2, via="203.0.113.1")
     msg = str(e.value)
     assert "expected `default via 203.0.113.1`" in msg
     assert "the default route goes elsewhere" in msg
@@ -65,22 +65,22 @@ def test_default_route(table1):
 
 
 def test_routes(table1):
-    lab, _, vm, _, _ = table1
-    assert_route(vm, "203.0.113.128/26", dev="eth0")
+    lab, _, host2, _, _ = table1
+    assert_route(host2, "203.0.113.128/26", dev="eth0")
     assert_route(lab, "203.0.113.128/26", dev="sw0-vlan2")
-    assert_no_route(vm, "198.51.100.0/24")
+    assert_no_route(host2, "198.51.100.0/24")
     with pytest.raises(AssertionError, match="expected a route `198.51.100.0/24`"):
-        assert_route(vm, "198.51.100.0/24")
+        assert_route(host2, "198.51.100.0/24")
     with pytest.raises(AssertionError, match="expected no route to 203.0.113.128/26"):
-        assert_no_route(vm, "203.0.113.128/26")
+        assert_no_route(host2, "203.0.113.128/26")
 
 
 def test_addresses_and_links(table1):
-    lab, _, vm, _, _ = table1
-    assert_address(vm, "203.0.113.130/26", dev="eth0")
+    lab, _, host2, _, _ = table1
+    assert_address(host2, "203.0.113.130/26", dev="eth0")
     assert_address(lab, "203.0.113.129/26", dev="sw0-vlan2")
     with pytest.raises(AssertionError) as e:
-        assert_address(vm, "203.0.113.130/24")
+        assert_address(host2, "203.0.113.130/24")
     assert "expected address 203.0.113.130/24" in str(e.value)
     assert "203.0.113.130/26 dev eth0" in str(e.value)
     assert_link_up(lab, "sw0-vlan2")
@@ -90,13 +90,13 @@ def test_addresses_and_links(table1):
 
 
 def test_neighbours(table1):
-    lab, _, vm, _, _ = table1
+    lab, _, host2, _, _ = table1
     assert_reachable(lab, "203.0.113.130")
-    n = assert_neighbour(lab, "203.0.113.130", mac=vm.mac, dev="sw0-vlan2")
+    n = assert_neighbour(lab, "203.0.113.130", mac=host2.mac, dev="sw0-vlan2")
     assert n.dev == "sw0-vlan2"
     with pytest.raises(AssertionError) as e:
         assert_neighbour(lab, "203.0.113.130", mac="b8:ad:ca:fe:00:02", dev="sw0-vlan2")
-    assert f"the entry is {vm.mac}" in str(e.value)
+    assert f"the entry is {host2.mac}" in str(e.value)
     with pytest.raises(AssertionError) as e:
         assert_neighbour(lab, "203.0.113.140", dev="sw0-vlan2")
     assert "203.0.113.140 is not in the table" in str(e.value)
@@ -107,44 +107,44 @@ def test_neighbours(table1):
 
 
 def test_ipv6_link_local_neighbour_eventually(table1):
-    lab, _, vm, _, _ = table1
-    ll = eventually(lambda: vm.link_local() or False, timeout=5,
+    lab, _, host2, _, _ = table1
+    ll = eventually(lambda: host2.link_local() or False, timeout=5,
                     what="link-local address of host2")
     eventually(lambda: lab.ping(f"{ll}%sw0-vlan2", timeout=0.5), timeout=5)
-    assert_neighbour(lab, ll, mac=vm.mac, dev="sw0-vlan2")
+    assert_neighbour(lab, ll, mac=host2.mac, dev="sw0-vlan2")
 
 
 def test_reachability(table1):
-    _, _, vm, _, other = table1
-    assert_reachable(vm, GW)
+    _, _, host2, _, other = table1
+    assert_reachable(host2, GW)
     assert_unreachable(other, GW)
     with pytest.raises(AssertionError, match="other cannot reach 203.0.113.129"):
         assert_reachable(other, GW, timeout=0.5)
     with pytest.raises(AssertionError, match="host2 reached 203.0.113.129, which it must not"):
-        assert_unreachable(vm, GW)
+        assert_unreachable(host2, GW)
 
 
 def test_tcp(table1):
-    _, _, vm, peer, _ = table1
+    _, _, host2, peer, _ = table1
     srv = peer.tcp_server(2200)
-    assert_tcp_open(vm, "203.0.113.132", 2200)
+    assert_tcp_open(host2, "203.0.113.132", 2200)
     srv.wait(timeout=5)
-    assert_tcp_closed(vm, "203.0.113.132", 2201)
+    assert_tcp_closed(host2, "203.0.113.132", 2201)
     with pytest.raises(AssertionError, match="cannot open TCP 203.0.113.132 port 2201"):
-        assert_tcp_open(vm, "203.0.113.132", 2201, timeout=0.5)
+        assert_tcp_open(host2, "203.0.113.132", 2201, timeout=0.5)
 
 
 def test_vlan_isolation_on_real_frames(table1):
-    lab, _, vm, peer, other = table1
-    assert_vlan_isolation(vm, same_vlan=[peer, (lab, "sw0-vlan2")], other_vlans=[other])
-    assert_vlan_isolation(other, same_vlan=[], other_vlans=[vm, peer, (lab, "sw0-vlan2")])
+    lab, _, host2, peer, other = table1
+    assert_vlan_isolation(host2, same_vlan=[peer, (lab, "sw0-vlan2")], other_vlans=[other])
+    assert_vlan_isolation(other, same_vlan=[], other_vlans=[host2, peer, (lab, "sw0-vlan2")])
 
 
 def test_vlan_leak_made_on_purpose_is_caught(table1):
-    lab, switch, vm, peer, other = table1
+    lab, switch, host2, peer, other = table1
     lab.ovs.vsctl("set", "port", "other", "tag=2")  # the student's mistake
     with pytest.raises(AssertionError) as e:
-        assert_vlan_isolation(vm, same_vlan=[peer], other_vlans=[other])
+        assert_vlan_isolation(host2, same_vlan=[peer], other_vlans=[other])
     assert "VLAN leak" in str(e.value)
     assert "other (eth0)" in str(e.value)
     assert "ovs-vsctl list port" in str(e.value)
@@ -152,30 +152,30 @@ def test_vlan_leak_made_on_purpose_is_caught(table1):
 
 def test_isolation_check_detects_a_broken_capture(table1):
     """The positive control: a port expected in the VLAN but cut off is reported."""
-    _, _, vm, peer, other = table1
+    _, _, host2, peer, other = table1
     with pytest.raises(AssertionError, match="did not reach other"):
-        assert_vlan_isolation(vm, same_vlan=[other], other_vlans=[])
+        assert_vlan_isolation(host2, same_vlan=[other], other_vlans=[])
 
 
 def test_trunk_carries_tagged_frames(table1, veth_host):
-    lab, switch, vm, _, other = table1
+    lab, switch, host2, _, other = table1
     trunk = veth_host("trunk", switch, trunks=[2, 3])
-    assert_trunk_carries(vm, trunk, vid=2)
+    assert_trunk_carries(host2, trunk, vid=2)
     assert_trunk_carries(other, trunk, vid=3)
     narrow = veth_host("narrow", switch, trunks=[3])
     with pytest.raises(AssertionError, match="never reached the trunk narrow"):
-        assert_trunk_carries(vm, narrow, vid=2)
+        assert_trunk_carries(host2, narrow, vid=2)
     with pytest.raises(AssertionError, match="expected a tag with VID 2"):
         assert_trunk_carries(other, trunk, vid=2)
 
 
 def test_foreign_tag_is_dropped_on_an_access_port(table1, veth_host):
-    lab, switch, vm, peer, other = table1
-    assert_foreign_tag_dropped(other, vid=2, receivers=[vm, peer, (lab, "sw0-vlan2")])
+    lab, switch, host2, peer, other = table1
+    assert_foreign_tag_dropped(other, vid=2, receivers=[host2, peer, (lab, "sw0-vlan2")])
     # a trunk port (no tag) lets the tagged frame in: the check must say so
     hopper = veth_host("hopper", switch, trunks=[2, 3])
     with pytest.raises(AssertionError) as e:
-        assert_foreign_tag_dropped(hopper, vid=2, receivers=[vm])
+        assert_foreign_tag_dropped(hopper, vid=2, receivers=[host2])
     assert "VLAN hopping" in str(e.value)
     assert "host2 (eth0)" in str(e.value)
 
