@@ -20,6 +20,7 @@ from assertions import (
     assert_default_route,
     assert_foreign_tag_dropped,
     assert_link_up,
+    assert_listening,
     assert_neighbour,
     assert_no_neighbour,
     assert_no_route,
@@ -127,6 +128,10 @@ def test_reachability(table1):
 def test_tcp(table1):
     _, _, host2, peer, _ = table1
     srv = peer.tcp_server(2200)
+    assert_listening(peer, 2200)  # read in the host's own namespace (/proc/net/tcp)
+    with pytest.raises(AssertionError, match=r"peer: expected a TCP socket listening on "
+                                             r"port 2201(?s:.*)tcp   0.0.0.0:2200"):
+        assert_listening(peer, 2201)
     assert_tcp_open(host2, "203.0.113.132", 2200)
     srv.wait(timeout=5)
     assert_tcp_closed(host2, "203.0.113.132", 2201)
