@@ -97,6 +97,25 @@ class HostResourceError(LabError):
         super().__init__(problem, remedy)
 
 
+class TapInUseError(LabError):
+    """A VM was to start on a tap that another VM (or another QEMU process) uses.
+
+    The guide's `ovs-startup.sh` refuses the same: « tapN is already in use by another
+    process ». USER is the other VM's name, or None when only its PID is known.
+    """
+
+    def __init__(self, tap: str, vm: str, user: str | None = None,
+                 pid: int | None = None) -> None:
+        self.tap = tap
+        self.vm = vm
+        self.user = user
+        self.pid = pid
+        by = f"VM {user}" if user else f"another process (pid {pid})"
+        super().__init__(f"{tap} is already in use by {by}: {vm} cannot start on it",
+                         f"stop that VM first, or give {vm} another tap number "
+                         "(the guide refuses a tap in use)")
+
+
 class QemuLaunchError(LabError):
     """QEMU exited (status EXITCODE) before its machine was up; STDERR is what it said."""
 

@@ -30,7 +30,7 @@ import json
 import pytest
 
 from assertions import assert_reachable, assert_unreachable, eventually
-from labfixtures.errors import LabError, QemuLaunchError
+from labfixtures.errors import QemuLaunchError, TapInUseError
 from labfixtures.lab.vm import VmNic
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
@@ -109,8 +109,9 @@ def test_the_tap_switch_cuts_and_restores_the_link(vm0, lab):
 
 def test_a_tap_already_in_use_is_refused(vm0, lab):
     """`ovs-startup.sh`: « tapN is already in use by another process. »"""
-    with pytest.raises(LabError, match=f"tap{N} is already in use"):
+    with pytest.raises(TapInUseError) as e:
         lab.vm("vm1", nics=[VmNic(tap=N, queues=2)], profile="pc")
+    assert (e.value.tap, e.value.vm, e.value.user) == (f"tap{N}", "vm1", "vm0")
 
 
 def test_a_multi_queue_tap_needs_queues_on_the_netdev(lab):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from labfixtures.errors import LabError
+from labfixtures.errors import LabError, TapInUseError
 from labfixtures.net.ovs import OvsServer, parse_port_mode
 
 KNOWN_HOSTS = "known_hosts"
@@ -93,5 +93,4 @@ def check_taps(host: VmHost, vm: str, taps: list[int]) -> None:
                            f"create it first: lab.tap({n}) (and plug it into a switch)")
         user = host.tap_user(n)
         if user is not None and user != vm:
-            raise LabError(f"VM {vm}: {tap_name(n)} is already used by VM {user}",
-                           "give each VM NIC its own tap (the guide refuses a tap in use)")
+            raise TapInUseError(tap_name(n), vm, user=user)

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from labfixtures.core import netns as _netns
-from labfixtures.errors import BootError, LabError, QemuLaunchError, QmpError
+from labfixtures.errors import BootError, LabError, QemuLaunchError, QmpError, TapInUseError
 from labfixtures.qemu import accel as _accel
 from labfixtures.qemu.cmdline import QEMU, build_argv
 from labfixtures.qemu.launch import LaunchInfo
@@ -145,8 +145,7 @@ class Machine:
                            "create the lab before its machines")
         for nic in self.spec.nics:
             if nic.kind == "tap" and nic.tap and (pid := tap_user(nic.tap, self.netns)):
-                raise LabError(f"{nic.tap} is already in use by another process (pid {pid})",
-                               f"stop that VM first, or give {self.name} another tap number")
+                raise TapInUseError(nic.tap, self.name, pid=pid)
         with contextlib.suppress(OSError, ValueError):
             old = int(self.pidfile.read_text())
             if Path(f"/proc/{old}").exists() and b"qemu" in Path(

@@ -5,6 +5,7 @@ import pytest
 
 from labfixtures import HostSpec, LabError, VmNic
 from labfixtures.core import netns
+from labfixtures.errors import TapInUseError
 from labfixtures.guestimages import GuestImage
 
 pytestmark = pytest.mark.root
@@ -126,6 +127,7 @@ def test_a_tap_used_by_another_vm_is_refused(lab, tmp_path):
                        "root", tmp_path / "key")
     lab.tap(7)
     lab.vm("a", tap=7, image=image, start=False)
-    with pytest.raises(LabError, match="tap7 is already used by VM a"):
+    with pytest.raises(TapInUseError) as e:
         lab.vm("b", tap=7, image=image, start=False)
+    assert (e.value.tap, e.value.vm, e.value.user) == ("tap7", "b", "a")
     assert list(lab.vms) == ["a"]

@@ -14,7 +14,7 @@ import pytest
 from labfixtures import guestimages
 from labfixtures.core import netns, runner
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.errors import BootError, LabError, QmpError
+from labfixtures.errors import BootError, QmpError, TapInUseError
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec
 from labfixtures.qemu.launch import LaunchInfo
@@ -74,8 +74,9 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, private_ns, make_ta
 
         # the guide's check: a tap already used by a running VM is refused before starting
         other = MachineSpec.from_image("vm1", tiny, profile=profile, nics=[NicSpec(number=2)])
-        with pytest.raises(LabError, match="tap2 is already in use"):
+        with pytest.raises(TapInUseError) as e:
             Machine(other, tmp_path, netns=private_ns).start()
+        assert (e.value.tap, e.value.vm, e.value.pid) == ("tap2", "vm1", m.pid)
         assert (tmp_path / "vm0.cmdline").read_text().count("ip netns exec") == 1
         assert int((tmp_path / "vm0.pid").read_text()) == m.pid
         launch = LaunchInfo.read(tmp_path, "vm0")
