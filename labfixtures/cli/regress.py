@@ -32,6 +32,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return c.exit_status
 
 
+def cmd_guide(args: argparse.Namespace) -> int:
+    run = read_many(args.results)
+    steps = [g for t in run.tests for g in t.guide]
+    if not steps:
+        raise LabError("these results hold no guide step",
+                       "run the guide's commands: pytest -m guide_commands scenarios/ "
+                       "--lab-results FILE.json")
+    broken = [g for g in steps if g.broken]
+    other = [g for g in steps if not g.as_shown]
+    lines = ["## The guide's commands", "",
+             f"{len(steps) - len(other)} of {len(steps)} work as the guide shows, "
+             f"{len(broken)} refused.", ""]
+    lines += [f"- {g.describe()}" for g in other]
+    md = "\n".join(lines) + "\n"
+    print(md, end="")
+    if args.markdown:
+        _write(args.markdown, md)
+    return cmp.REGRESSION if broken else cmp.NO_REGRESSION
+
+
 def _pytest_args(args: argparse.Namespace) -> list[str]:
     rest = list(args.pytest_args)
     if rest and rest[0] == "--":
@@ -118,6 +138,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "(appended when FILE is $GITHUB_STEP_SUMMARY)")
     c.add_argument("--junit", metavar="FILE", help="write the comparison as JUnit XML")
     c.set_defaults(func=cmd_compare)
+
+    g = rs.add_parser(
+        "guide", help="the guide's commands that no longer work as shown, with the fix",
+        description="From the results of `pytest -m guide_commands scenarios/ "
+                    "--lab-results FILE.json`: each step of the guide that is refused or "
+                    "prints something else, the version of the tool, and the fix. Exit 1 "
+                    "if a step is refused.")
+    g.add_argument("results", nargs="+", metavar="RESULTS")
+    g.add_argument("--markdown", metavar="FILE", help="write the list there too")
+    g.set_defaults(func=cmd_guide)
 
     m = rs.add_parser(
         "matrix", help="run pytest on each guest kernel × QEMU cell, print the table",

@@ -10,6 +10,8 @@
   the controller and shows in JUnit as a test-case property);
 - `--lab-results FILE.json`: per test, its outcome (a lab that did not work is an `error`,
   not a failure: `regress.results.failure_outcome`), duration, attempts and metrics;
+- `guide_step(...)`: a command of the reference guide as a student types it, with its
+  verdict (works / works with a different output / refused) and fix (regress.guide);
 - `--lab-rerun-failures N`: a failed test is run again up to N times (its function-scoped
   fixtures again, so `lab_vm` restores the same checkpoint instead of booting); every
   attempt is recorded and the report is the first attempt's.
@@ -18,9 +20,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import re
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +33,11 @@ import pytest
 from _pytest.junitxml import xml_key
 from _pytest.runner import call_and_report
 
+from labfixtures.core.runner import run
 from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
 from labfixtures.regress import qemusel, versions
+from labfixtures.regress.guide import GuideStep
 from labfixtures.regress.results import (
     Metric,
     Results,
@@ -41,6 +47,9 @@ from labfixtures.regress.results import (
 )
 
 METRIC_PREFIX = "lab_metric:"
+GUIDE_PREFIX = "lab_guide:"
+GUIDE_MARKER = ("guide_commands: runs the reference guide's commands as a student types "
+                "them and records whether each still works (guide_step fixture)")
 VERSIONS = pytest.StashKey[versions.Versions]()
 #: what --lab-qemu and --lab-guest-kernel changed for the session, undone at the end
 QEMU_SELECTION = pytest.StashKey[contextlib.ExitStack]()
@@ -75,6 +84,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", GUIDE_MARKER)
     if config.getoption("--lab-rerun-failures") < 0:
         raise pytest.UsageError("--lab-rerun-failures N: N must be 0 or more")
     asked = config.getoption("--lab-qemu")
@@ -159,6 +169,46 @@ def lab_metric(request: pytest.FixtureRequest) -> Callable[..., None]:
         request.node.user_properties.append((f"{METRIC_PREFIX}{name}:{unit}", v))
 
     return record
+
+
+def tool_version(tool: str) -> str:
+    """What TOOL says of its version: `qemu-img --version`, `ip -V`... (its first line)."""
+    for flag in ("--version", "-V"):
+        try:
+            cp = run([tool, flag], timeout=30, check=False)
+        except LabError:
+            return "not installed"
+        if cp.ok and cp.stdout.strip():
+            line = cp.stdout.strip().split("\n")[0]
+            m = re.search(r"version (\S+)|iproute2-(\S+?),", line)
+            return next((g for g in m.groups() if g), line) if m else line
+    return "unknown"
+
+
+@pytest.fixture
+def guide_step(request: pytest.FixtureRequest) -> Iterator[Callable[..., GuideStep]]:
+    """`step = guide_step("A.3", "qemu-img create -b MASTER -f qcow2 DIFF", tool="qemu-img",
+    fix="add -F qcow2")`, then `step.works()`, `step.differs(what)` or `step.refused(why)`:
+    one command of the guide as a student types it, recorded in the results file (a step
+    left without a verdict fails the test)."""
+    steps: list[GuideStep] = []
+
+    def make(step: str, command: str, *, tool: str, fix: str = "") -> GuideStep:
+        s = GuideStep(step, command, fix=fix, tool=tool, tool_version=tool_version(tool))
+        steps.append(s)
+        return s
+
+    yield make
+    for s in steps:
+        request.node.user_properties.append((f"{GUIDE_PREFIX}{s.step}", json.dumps(s.to_json())))
+    undecided = [s.command for s in steps if not s.verdict]
+    if undecided:
+        pytest.fail(f"guide steps left without a verdict: {undecided}", pytrace=False)
+
+
+def guide_of(user_properties: list[tuple[str, object]]) -> list[GuideStep]:
+    return [GuideStep.from_json(json.loads(str(v))) for k, v in user_properties
+            if isinstance(k, str) and k.startswith(GUIDE_PREFIX)]
 
 
 def metrics_of(user_properties: list[tuple[str, object]]) -> list[Metric]:
@@ -247,11 +297,12 @@ class _Record:
     failure: tuple[str, str, str, str] | None = None  # outcome, phase, kind, message
     attempts: list[str] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
+    guide: list[GuideStep] = field(default_factory=list)
 
     def result(self, nodeid: str) -> TestResult:
         outcome, phase, kind, message = self.failure or (self.ran, "", "", "")
         return TestResult(nodeid, outcome, self.duration, phase, message, kind,  # type: ignore[arg-type]
-                          list(self.attempts), list(self.metrics))
+                          list(self.attempts), list(self.metrics), list(self.guide))
 
 
 class Recorder:
@@ -279,6 +330,7 @@ class Recorder:
             r.ran = "pass" if report.passed else "skip"
         if report.when == "teardown":
             r.metrics = metrics_of(list(report.user_properties))
+            r.guide = guide_of(list(report.user_properties))
         attempts = getattr(report, "lab_attempts", None)
         if attempts:
             r.attempts = [str(a) for a in attempts]

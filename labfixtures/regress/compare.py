@@ -19,10 +19,12 @@ several results, and its metrics several samples.
   exceeds NOISE_FACTOR standard errors (Welch's). With one sample on a side, the noise is
   unknown: a change beyond FALLBACK_RELATIVE of the base is shown, marked unmeasured, and
   does not count as a regression. Whether higher is better comes from the unit.
-- Exit status: 1 if anything regressed (newly failing, or a metric worse beyond the
-  noise); otherwise 2 if the comparison could not be made (no test in common, or lab errors
-  in NEW on tests that BASE ran: those tests were not tested); otherwise 0. A run compared
-  with itself exits 0.
+- The guide's commands (regress.guide): a step that worked in BASE and not in NEW is
+  newly broken, a regression like a newly failing test.
+- Exit status: 1 if anything regressed (newly failing, a metric worse beyond the noise, a
+  guide step newly broken); otherwise 2 if the comparison could not be made (no test in
+  common, or lab errors in NEW on tests that BASE ran: those tests were not tested);
+  otherwise 0. A run compared with itself exits 0.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from xml.etree import ElementTree as ET
 
+from labfixtures.regress import guide
 from labfixtures.regress.results import Results, TestResult
 from labfixtures.regress.versions import Versions, differences
 
@@ -181,6 +184,11 @@ class Comparison:
     skipped: list[str] = field(default_factory=list)
     metrics: list[MetricChange] = field(default_factory=list)
     version_changes: list[tuple[str, str, str]] = field(default_factory=list)
+    guide_steps: list[guide.StepChange] = field(default_factory=list)
+
+    @property
+    def guide_broken(self) -> list[guide.StepChange]:
+        return [g for g in self.guide_steps if g.kind == "newly broken"]
 
     @property
     def metric_regressions(self) -> list[MetricChange]:
@@ -198,7 +206,7 @@ class Comparison:
 
     @property
     def exit_status(self) -> int:
-        if self.newly_failing or self.metric_regressions:
+        if self.newly_failing or self.metric_regressions or self.guide_broken:
             return REGRESSION
         if not self.comparable or self.new_lab_errors:
             return CANNOT_COMPARE
@@ -243,6 +251,8 @@ def compare(base: Results, new: Results) -> Comparison:
                 if ch is not None:
                     c.metrics.append(ch)
     c.removed = sorted(set(b_tests) - set(n_tests))
+    c.guide_steps = guide.changes([g for t in base.tests for g in t.guide],
+                                  [g for t in new.tests for g in t.guide])
     return c
 
 
@@ -288,6 +298,11 @@ def to_markdown(c: Comparison, base_name: str = "BASE", new_name: str = "NEW") -
     if c.metric_regressions:
         out += [f"### Metrics worse beyond the noise ({len(c.metric_regressions)})", ""]
         out += [f"- `{_md(m.nodeid)}` {_md(m.describe())}" for m in c.metric_regressions]
+        out.append("")
+    steps = [g for g in c.guide_steps if g.kind != "works"]
+    if steps:
+        out += [f"### The guide's commands ({len(steps)} not as the guide shows)", ""]
+        out += [f"- {g.kind}: {_md(g.describe())}" for g in steps]
         out.append("")
     section("Lab errors: the lab did not work, nothing was tested", c.lab_errors)
     section("Flaky: fail only sometimes, not a regression", c.flaky)
@@ -342,6 +357,10 @@ def to_junit(c: Comparison) -> str:
             case(i)
     for m in c.metric_regressions:
         case(f"{m.nodeid}::metric[{m.name}]", "failure", m.describe())
+    for g in c.guide_steps:
+        if g.kind in ("newly broken", "still broken", "broken"):
+            case(f"guide::step {g.new.step}: {g.new.command}",
+                 "failure" if g.kind == "newly broken" else "skipped", g.describe())
     for k, v in counts.items():
         suite.set(k, str(v))
     ET.indent(suite)

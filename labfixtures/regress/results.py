@@ -10,12 +10,15 @@ remedy, a file written by a newer one::
      "tests": [{"nodeid": "scenarios/test_s10.py::test_ping", "outcome": "pass",
                 "duration": 3.2, "attempts": ["fail", "pass"], "phase": "call",
                 "message": "", "error_kind": "",
-                "metrics": [{"name": "boot_to_ssh", "value": 2.31, "unit": "s"}]}]}
+                "metrics": [{"name": "boot_to_ssh", "value": 2.31, "unit": "s"}],
+                "guide": [{"step": "A.3", "command": "qemu-img create -b ...",
+                           "verdict": "refused", "fix": "add -F qcow2", ...}]}]}
 
 Outcomes, as KernelCI separates them: `pass`, `fail` (the test found a problem), `error`
 (the lab itself did not work: QEMU did not start, an image is missing; nothing was
 tested), `skip`. `attempts` lists every run of the test (`--lab-rerun-failures`), the first
-one first; `outcome` is the first attempt's.
+one first; `outcome` is the first attempt's. `guide` (optional) holds the guide's
+commands that a `guide_commands` scenario ran, with their verdicts (regress.guide).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from labfixtures.errors import (
     QemuLaunchError,
     QmpError,
 )
+from labfixtures.regress.guide import GuideStep
 
 FORMAT = "labfixtures-results"
 VERSION = 1
@@ -95,6 +99,7 @@ class TestResult:
     error_kind: str = ""  # for `error`: the exception type (QemuLaunchError, ImageError...)
     attempts: list[str] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
+    guide: list[GuideStep] = field(default_factory=list)  # the guide's commands it ran
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -110,6 +115,7 @@ class TestResult:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["metrics"] = [Metric.from_json(m) for m in d.get("metrics", [])]
         known["attempts"] = [str(a) for a in d.get("attempts", [])]
+        known["guide"] = [GuideStep.from_json(g) for g in d.get("guide", [])]
         return cls(**known)
 
 

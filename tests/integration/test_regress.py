@@ -214,3 +214,26 @@ def test_attribute_blames_the_qemu_upgrade_and_clears_the_kernel(inner: Path) ->
                                              other.facts["kernel_release"]}
     recorded = {c: r.versions["images"]["tiny"]["kernel_package"] for c, r in runs.items()}
     assert recorded[matrix.Cell(OTHER_KERNEL, str(wrapper))] == OTHER_KERNEL
+
+
+def test_the_guides_a3_command_is_reported_broken_with_its_fix(tmp_path: Path) -> None:
+    """The guide's A.3 `qemu-img create -b MASTER -f qcow2 DIFF` is refused by the installed
+    qemu-img (QEMU 7.2: no backing format): the scenario records it, `labctl regress guide`
+    reports it with the fix, and the fix itself is checked by the scenario."""
+    scenario = Path(__file__).parents[2] / "scenarios" / "test_guide_commands.py"
+    results = tmp_path / "guide.json"
+    cp = subprocess.run([str(VENV_BIN / "pytest"), "-p", "no:cacheprovider", "-q",
+                         "--lab-results", str(results), "-k", "a3", str(scenario)],
+                        capture_output=True, text=True, timeout=300)
+    assert cp.returncode == 0, cp.stdout + cp.stderr  # the fix works
+    (a3,) = [g for t in Results.read(results).tests for g in t.guide]
+    img_version = subprocess.run(["qemu-img", "--version"], capture_output=True,
+                                 text=True).stdout.split()[2]
+    assert (a3.step, a3.verdict, a3.tool_version) == ("A.3", "refused", img_version)
+    report = subprocess.run([str(VENV_BIN / "labctl"), "regress", "guide", str(results)],
+                            capture_output=True, text=True)
+    assert report.returncode == 1
+    assert (f"the guide's step A.3 (`qemu-img create -b MASTER.qcow2 -f qcow2 DIFF.qcow2`) "
+            f"breaks on qemu-img {img_version}: ") in report.stdout
+    assert "Backing file specified without backing format" in report.stdout
+    assert "fix: add `-F qcow2`" in report.stdout

@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from labfixtures.regress import compare as cmp
+from labfixtures.regress.guide import GuideStep
 from labfixtures.regress.results import (
     Metric,
     Results,
@@ -171,3 +172,24 @@ def test_results_file_round_trip_and_refusals(tmp_path) -> None:
         Results.read(path)
     with pytest.raises(ResultsError, match="cannot be read"):
         Results.read(tmp_path / "missing.json")
+
+
+def step(verdict: str, version: str) -> GuideStep:
+    return GuideStep("A.3", "qemu-img create -b M -f qcow2 D", verdict, "refused" if
+                     verdict == "refused" else "", "add -F qcow2", "qemu-img", version)
+
+
+def test_a_guide_step_that_stops_working_is_a_regression_with_its_fix() -> None:
+    base = run("b", TestResult("g::a3", "pass", guide=[step("works", "5.2.0")]))
+    new = run("n", TestResult("g::a3", "pass", guide=[step("refused", "7.2.22")]))
+    c = cmp.compare(base, new)
+    (g,) = c.guide_broken
+    assert g.kind == "newly broken" and c.exit_status == cmp.REGRESSION
+    md = cmp.to_markdown(c)
+    assert ("newly broken: the guide's step A.3 (`qemu-img create -b M -f qcow2 D`) breaks "
+            "on qemu-img 7.2.22: refused — fix: add -F qcow2 (it worked on qemu-img 5.2.0)"
+            ) in md
+    assert cmp.compare(new, new).exit_status == cmp.NO_REGRESSION  # still broken: known
+    assert [x.kind for x in cmp.compare(new, base).guide_steps] == ["fixed"]
+    differs = run("n", TestResult("g::a3", "pass", guide=[step("differs", "7.2.22")]))
+    assert cmp.compare(base, differs).guide_broken and not differs.tests[0].guide[0].broken
