@@ -166,6 +166,10 @@ class Capture:
     def __init__(self, ports_: Iterable[object], control: bool = True,
                  func: str = "Capture") -> None:
         self.ports = [port(p, "port", func) for p in ports_]
+        twice = sorted({str(p) for p in self.ports if self.ports.count(p) > 1})
+        if twice:
+            raise TypeError(f"{func}(): {', '.join(twice)} listed twice: each port is "
+                            "either in the sender's VLAN or in another one")
         self.socks: dict[Port, Any] = {}
         # how a frame from the switch shows on each interface: received (True: a host's
         # eth0, an SVI) or transmitted (False: a tap or a veth end in the lab namespace)
@@ -285,7 +289,6 @@ class Capture:
         return seen
 
 
-
 def _operstate(p: Port) -> str:
     from labfixtures.net.netlink import Netlink
 
@@ -320,6 +323,13 @@ def _vid(pkt: Any) -> int | None:
     return pkt[Dot1Q].vlan if pkt.haslayer(Dot1Q) else None
 
 
+def _not_listening(func: str, sender: Port, listeners: list[Port]) -> None:
+    __tracebackhide__ = True
+    if sender in listeners:
+        raise TypeError(f"{func}(): the sender {sender} is also listed as a port to listen "
+                        "on: it would hear its own frame; leave it out of the lists")
+
+
 def _check_wait(func: str, wait: object) -> None:
     __tracebackhide__ = True
     from ._types import check_number
@@ -337,6 +347,7 @@ def assert_vlan_isolation(sender: object, same_vlan: Sequence[object],
     s = port(sender, "sender", func)
     same = ports(same_vlan, "same_vlan", func)
     other = ports(other_vlans, "other_vlans", func)
+    _not_listening(func, s, [*same, *other])
     _check_wait(func, wait)
     marker = _marker()
     with Capture([*same, *other], func=func) as cap:
@@ -361,6 +372,7 @@ def assert_trunk_carries(sender: object, trunk: object, vid: int, wait: float = 
     func = "assert_trunk_carries"
     s = port(sender, "sender", func)
     t = port(trunk, "trunk", func)
+    _not_listening(func, s, [t])
     if isinstance(vid, bool) or not isinstance(vid, int) or not 0 < vid < 4095:
         raise TypeError(f"{func}(): vid must be a VLAN number (1-4094), not {vid!r:.40}")
     _check_wait(func, wait)
@@ -388,6 +400,7 @@ def assert_foreign_tag_dropped(sender: object, vid: int, receivers: Sequence[obj
     if isinstance(vid, bool) or not isinstance(vid, int) or not 0 < vid < 4095:
         raise TypeError(f"{func}(): vid must be a VLAN number (1-4094), not {vid!r:.40}")
     rcv = ports(receivers, "receivers", func)
+    _not_listening(func, s, rcv)
     _check_wait(func, wait)
     marker = _marker()
     with Capture(rcv, func=func) as cap:

@@ -146,6 +146,14 @@ def test_one_port_where_a_list_is_expected():
                                      other_vlans="tap3")
 
 
+def test_a_port_listed_twice_or_the_sender_listening_is_refused():
+    h, x = FakeHost(), FakeHost("x")
+    with pytest.raises(TypeError, match=r"the sender h10 \(eth0\) is also listed"):
+        assert_vlan_isolation(h, same_vlan=[x], other_vlans=[h])
+    with pytest.raises(TypeError, match=r"x \(eth0\) listed twice"):
+        assert_vlan_isolation(h, same_vlan=[x], other_vlans=[FakeHost("x")])
+
+
 def test_a_tuple_of_ports_is_still_a_list():
     """`[(lab, 'a'), (lab, 'b')]` and `((lab, 'a'), (lab, 'b'))` are both lists of ports:
     only the checks up to listening run here (they fail on the fake lab's missing OVS)."""
