@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labfixtures.cli import checkpoint, clean, doctor, grade, image, labs, qemu, regress
+from labfixtures.cli import checkpoint, clean, doctor, draw, grade, image, labs, qemu, regress
 from labfixtures.errors import LabError
 
 EPILOG = """examples:
@@ -23,6 +23,7 @@ EPILOG = """examples:
   sudo labctl exec seed-minimal vm0 -- sh -c 'echo x > /etc/motd'   argv word for word
   sudo labctl checkpoint save seed-minimal vm0 step1   a "photo" of the VM, for students
   sudo labctl checkpoint restore seed-minimal vm0 step1
+  sudo labctl draw seed-minimal -o lab.svg   the running lab drawn (VLAN of every port)
   sudo labctl down seed-minimal               tear it down
   sudo labctl clean                           remove what dead runs left behind
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_parser(sub)
     qemu.add_parser(sub)
     regress.add_parser(sub)
+    draw.add_parser(sub)
     return p
 
 

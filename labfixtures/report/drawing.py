@@ -18,12 +18,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labfixtures.core import runner
+from labfixtures.core import netns, runner
 from labfixtures.core.addressing import mac_from_tap
 from labfixtures.errors import HostResourceError, LabError
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.labfile import LabFile
+from labfixtures.lab.persistent import PersistentLab
 from labfixtures.lab.vmhost import svi_name
+from labfixtures.net.netlink import Netlink
+from labfixtures.net.ovs import parse_port_mode
 
 FORMATS = ("svg", "png", "dot", "mermaid")
 
@@ -117,6 +120,62 @@ def snapshot(lab: Lab) -> Picture:
     pic.taps = sorted(link.name for link in lab.nl.links()
                       if re.fullmatch(r"tap\d+", link.name) and link.name not in on_switch)
     return pic
+
+
+def _global(addrs: list[str]) -> list[str]:
+    return [a for a in addrs if not a.startswith("fe80")]
+
+
+def snapshot_persistent(plab: PersistentLab) -> Picture:
+    """What a lab of `labctl up` holds now: its switches and port modes read with the lab's
+    ovs-vsctl, addresses and links with netlink in its namespaces, VMs from their vm.json."""
+    if not netns.exists(plab.ns):
+        raise LabError(f"lab {plab.labid} has no network namespace (is it up?)",
+                       "start it with `labctl up FILE`, or draw the file itself")
+    pic = Picture(plab.labid)
+    ovs = plab.ovs()
+    on_switch: set[str] = set()
+    with Netlink(plab.ns) as nl:
+        links = {link.name: link for link in nl.links()}
+        for br in ovs.vsctl("list-br").split() if ovs is not None else []:
+            assert ovs is not None
+            spic = SwitchPic(br)
+            for name in sorted(ovs.vsctl("list-ports", br).split()):
+                m = parse_port_mode(ovs.vsctl("list", "port", name))
+                itype = ovs.vsctl("get", "interface", name, "type").strip().strip('"')
+                link = links.get(name)
+                if re.fullmatch(r"tap\d+", name):
+                    kind = "tap"
+                elif itype == "internal":
+                    kind = "svi"
+                elif link is not None and link.kind == "veth":
+                    kind = "veth"
+                else:
+                    kind = "port"
+                addrs = _global([a.cidr for a in nl.addresses(name)]) \
+                    if kind == "svi" and link is not None else []
+                spic.ports.append(Port(name, kind, _mode(m.mode, m.tag, m.trunks), addrs))
+                on_switch.add(name)
+                if kind == "veth":
+                    pic.hosts.append(_persistent_host(f"{plab.labid}-{name}", name))
+            pic.switches.append(spic)
+        pic.taps = sorted(n for n in links if re.fullmatch(r"tap\d+", n) and n not in on_switch)
+    for name in plab.vm_names():
+        state = plab.vm_state(name)
+        nics = [NicPic("user" if n.user else f"tap{n.tap}",
+                       n.mac or (mac_from_tap(n.tap) if n.tap is not None else ""),
+                       list(n.addresses)) for n in state.nics]
+        pic.vms.append(VmPic(name, nics))
+    return pic
+
+
+def _persistent_host(ns: str, port: str) -> HostPic:
+    """The veth host behind PORT: eth0 of its namespace NS (if it is there)."""
+    if not netns.exists(ns):
+        return HostPic(port, port)
+    with Netlink(ns) as nl:
+        mac = next((link.mac for link in nl.links() if link.name == "eth0"), "")
+        return HostPic(port, port, mac, _global([a.cidr for a in nl.addresses("eth0")]))
 
 
 def from_labfile(spec: LabFile) -> Picture:
