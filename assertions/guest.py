@@ -56,6 +56,7 @@ _TYPE_NAMES = {v: k for k, v in VIRTIO_TYPES.items()}
 
 
 def _kind(kind: str) -> str:
+    __tracebackhide__ = True
     k = ALIASES.get(kind.lower(), kind.lower())
     if k not in VIRTIO_TYPES:
         raise ValueError(f"unknown virtio device kind {kind!r}; use one of "
@@ -64,6 +65,7 @@ def _kind(kind: str) -> str:
 
 
 def _run(guest: Any, cmd: str) -> str:
+    __tracebackhide__ = True
     res = guest.run(cmd)
     if res.exit_status != 0:
         raise AssertionError(f"{name_of(guest)}: `{cmd}` failed with status {res.exit_status}: "

@@ -41,6 +41,7 @@ def _check_target(func: str, target: object) -> None:
 def _shell(target: Any, script: str) -> str:
     """SCRIPT's stdout, run by `sh` on TARGET. Scripts here always exit 0 and say what they
     found on stdout, so that a missing file is a finding, not an error."""
+    __tracebackhide__ = True
     if hasattr(target, "ns") and (hasattr(target, "labid") or hasattr(target, "port")):
         res = target.run(["sh", "-c", script])  # a veth host or the lab: a namespace
     else:

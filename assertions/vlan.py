@@ -144,6 +144,7 @@ def _locate(p: Port) -> _SwitchPort | None:
 
 def _packet_out(p: Port, where: _SwitchPort, frame: bytes) -> None:
     """The switch sends FRAME straight out of P's port (no flow table, no VLAN rules)."""
+    __tracebackhide__ = True
     ovs = p.lab.ovs
     argv = ["ovs-ofctl", "packet-out", f"unix:{ovs.rundir}/{where.bridge}.mgmt",
             f"in_port=controller,packet={frame.hex()},actions=output:{where.ofport}"]
@@ -165,6 +166,7 @@ class Capture:
 
     def __init__(self, ports_: Iterable[object], control: bool = True,
                  func: str = "Capture") -> None:
+        __tracebackhide__ = True
         self.ports = [port(p, "port", func) for p in ports_]
         twice = sorted({str(p) for p in self.ports if self.ports.count(p) > 1})
         if twice:
@@ -185,6 +187,7 @@ class Capture:
             raise
 
     def _open(self, p: Port) -> Any:
+        __tracebackhide__ = True
         from scapy.arch.linux import L2ListenSocket
         from scapy.layers.l2 import Ether
 
