@@ -140,6 +140,7 @@ def _finish(run: ClassRun, job: _Job) -> Grade:
                       f"the grading run ended without a grade (exit {job.proc.returncode})"
                       + (f": {tail}" if tail else ""), grading_file=str(run.grading_file))
     grade.finished = time.time()
+    grade.state = {"lab_run_id": job.run_id, "log": str(sdir / LOG)}
     outputs.write(grade, sdir, run.lang, run.reveal)
     return grade
 
@@ -174,6 +175,7 @@ def run_class(run: ClassRun, progress: Callable[[str], object] = print) -> list[
                          "--regrade to grade again")
                 continue
         todo.append(s)
+    write_grades(run.out, _entries(mine, grades))
     reap()  # once, here: the students' runs do not reap (they would race each other)
     running: list[_Job] = []
     done = len(grades)
@@ -198,9 +200,7 @@ def run_class(run: ClassRun, progress: Callable[[str], object] = print) -> list[
                 done += 1
                 progress(f"[{done}/{len(mine)}] {job.student.student}: {_summary(grade)} "
                          f"({elapsed:.1f} s)")
-                write_grades(run.out, [grades[s.student] for s in mine
-                                       if s.student in grades], pending=[
-                    s for s in mine if s.student not in grades])
+                write_grades(run.out, _entries(mine, grades))
     except BaseException:
         for job in running:
             _signal(job, signal.SIGTERM)
@@ -209,12 +209,15 @@ def run_class(run: ClassRun, progress: Callable[[str], object] = print) -> list[
                 job.proc.wait(TERM_GRACE)
             _clean(job)
             job.log.close()
-        write_grades(run.out, [grades[s.student] for s in mine if s.student in grades],
-                     pending=[s for s in mine if s.student not in grades])
+        write_grades(run.out, _entries(mine, grades))
         raise
     result = [grades[s.student] for s in mine]
     write_grades(run.out, result)
     return result
+
+
+def _entries(students: list[Student], grades: dict[str, Grade]) -> list[Grade | Student]:
+    return [grades.get(s.student, s) for s in students]
 
 
 def _summary(g: Grade) -> str:
@@ -232,28 +235,30 @@ def check_columns(grades: list[Grade]) -> list[str]:
     return cols
 
 
-def grades_csv(grades: list[Grade], pending: Sequence[Student] = ()) -> str:
-    """grades.csv: student,name,status,score,max_score, then the points of each check. A
-    not-gradable (or not yet graded: `pending`) student has no score, never a 0."""
+def grades_csv(entries: Sequence[Grade | Student]) -> str:
+    """grades.csv: student,name,status,score,max_score, then the points of each check,
+    one row per entry in its order. A not-gradable student, or one not graded yet (a
+    `Student` entry: `pending`), has no score: never a 0."""
+    grades = [g for g in entries if isinstance(g, Grade)]
     cols = check_columns(grades)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["student", "name", "status", "score", "max_score", *cols])
-    for g in grades:
-        if g.status == GRADED:
+    for g in entries:
+        if isinstance(g, Student):
+            w.writerow([g.student, g.name, "pending", "", "", *("" for _ in cols)])
+        elif g.status == GRADED:
             by = {c.spec.name: points(c.score) for c in g.checks}
             w.writerow([g.student, g.name, g.status, points(g.score), points(g.max_score),
                         *(by.get(c, "") for c in cols)])
         else:
             w.writerow([g.student, g.name, g.status, "", "", *("" for _ in cols)])
-    for s in pending:
-        w.writerow([s.student, s.name, "pending", "", "", *("" for _ in cols)])
     return buf.getvalue()
 
 
-def write_grades(out: Path, grades: list[Grade], pending: Sequence[Student] = ()) -> Path:
+def write_grades(out: Path, entries: Sequence[Grade | Student]) -> Path:
     path = out / GRADES_CSV
-    write_text(path, grades_csv(grades, pending))
+    write_text(path, grades_csv(entries))
     return path
 
 

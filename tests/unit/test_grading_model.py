@@ -232,13 +232,14 @@ def test_shards_split_the_class_and_cover_it():
 def test_grades_csv_never_gives_a_silent_zero():
     g = a_grade()
     ng = Grade("gina", "Gina", status=NOT_GRADABLE, reason="unreachable")
-    text = classrun.grades_csv([g, ng], pending=[roster.Student("zoe", "Zoe", "", None)])  # type: ignore[arg-type]
+    zoe = roster.Student("zoe", "Zoe", "", None)  # type: ignore[arg-type]
+    text = classrun.grades_csv([g, zoe, ng])
     rows = list(csv.DictReader(text.splitlines()))
     assert rows[0]["status"] == GRADED and rows[0]["score"] == "4"
     assert rows[0]["test_addresses"] == "2" and rows[0]["test_router"] == "0"
-    assert rows[1] == {**{k: "" for k in rows[1]}, "student": "gina", "name": "Gina",
+    assert rows[2] == {**{k: "" for k in rows[2]}, "student": "gina", "name": "Gina",
                        "status": NOT_GRADABLE}
-    assert rows[2]["status"] == "pending" and rows[2]["score"] == ""
+    assert rows[1]["status"] == "pending" and rows[1]["score"] == ""
     assert list(rows[0])[:5] == ["student", "name", "status", "score", "max_score"]
 
 
