@@ -17,6 +17,9 @@ caller or a test decides on those fields, never on the wording of the message::
       CheckpointError           checkpoint, reason, vm, tag, path (a checkpoint missing,
                                 damaged or mismatched; a bundle refused)
       LabFileError              source, key, fix, mistakes (a mistake in a lab file)
+      HostKeyChangedError       host, key_type, old_fingerprint, new_fingerprint,
+                                known_hosts (a guest's SSH host key is not the one
+                                remembered for its address)
 """
 
 from __future__ import annotations
@@ -215,3 +218,30 @@ class LabFileError(LabError):
                           + "\n  ".join(lines),
                           "fix each line above (file, key, then the fix)")
         return err
+
+
+class HostKeyChangedError(LabError):
+    """The SSH host key HOST offers is not the one its known-hosts file remembers.
+
+    `host` is the known-hosts name (`fe80::...%sw0-vlan2`, or `[addr]:port`), `key_type`
+    the type of the key offered, `old_fingerprint` and `new_fingerprint` OpenSSH-style
+    SHA256 fingerprints (`SHA256:...`) of the remembered and the offered key, and
+    `known_hosts` the file (None: a key given by the caller). Nothing is written to the
+    file: the remembered key stays until someone removes it.
+    """
+
+    def __init__(self, host: str, key_type: str, old_fingerprint: str,
+                 new_fingerprint: str, known_hosts: str | None = None) -> None:
+        self.host = host
+        self.key_type = key_type
+        self.old_fingerprint = old_fingerprint
+        self.new_fingerprint = new_fingerprint
+        self.known_hosts = known_hosts
+        where = f" in {known_hosts}" if known_hosts else ""
+        remedy = (f"if the guest was rebuilt or its keys regenerated on purpose, remove its "
+                  f"line: ssh-keygen -R '{host}' -f {known_hosts} (or use a new lab); "
+                  "otherwise another machine answers at this address"
+                  if known_hosts else "check the host key given for this guest")
+        super().__init__(f"the SSH host key of {host} changed: it offers {key_type} "
+                         f"{new_fingerprint}, the key remembered{where} is "
+                         f"{old_fingerprint}", remedy)

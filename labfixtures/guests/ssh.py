@@ -13,7 +13,9 @@ short timeouts until a deadline instead of waiting out one long timeout.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 import select
 import socket
@@ -26,7 +28,7 @@ from typing import Any
 import paramiko
 
 from labfixtures.core import netns as _netns
-from labfixtures.errors import LabError
+from labfixtures.errors import HostKeyChangedError, LabError
 
 
 @dataclass
@@ -143,10 +145,13 @@ class GuestSSH:
                 self._client = client
                 return self
             except paramiko.BadHostKeyException as e:
+                # never replaced silently: the remembered key stays in the file
                 client.close()
-                raise LabError(f"the host key of {self.host_key_name} changed: {e}",
-                               f"remove its line from {self.known_hosts}, or use a new lab"
-                               ) from None
+                raise HostKeyChangedError(
+                    self.host_key_name, e.key.get_name(), fingerprint(e.expected_key),
+                    fingerprint(e.key),
+                    str(self.known_hosts) if self.known_hosts is not None else None
+                ) from None
             except paramiko.AuthenticationException as e:
                 client.close()
                 raise LabError(f"SSH authentication as {self.user}@{self.host_key_name} "
@@ -246,6 +251,13 @@ def _quiet_paramiko() -> Any:
         yield
     finally:
         log.setLevel(level)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """KEY's fingerprint as OpenSSH prints it (`ssh-keygen -lf`): `SHA256:` and the
+    unpadded base64 of the SHA-256 of the public key blob."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def _b64(s: str) -> bytes:

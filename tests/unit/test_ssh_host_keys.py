@@ -1,0 +1,127 @@
+"""GuestSSH and the known-hosts file: a new host is remembered, a changed key is refused
+with HostKeyChangedError (host, fingerprints) and never replaced in the file.
+
+An in-process paramiko server on 127.0.0.1 stands for the guest (no VM: the scenario
+test_s06_tuning does the same with a real guest whose sshd keys are regenerated).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from labfixtures.errors import HostKeyChangedError, LabError
+from labfixtures.guests.ssh import GuestSSH, fingerprint
+
+
+class _Server(paramiko.ServerInterface):
+    def get_allowed_auths(self, username: str) -> str:
+        return "publickey"
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        return paramiko.AUTH_SUCCESSFUL
+
+
+class FakeGuest:
+    """An SSH server on 127.0.0.1:PORT that accepts any public key, with HOST_KEY."""
+
+    def __init__(self, host_key: paramiko.PKey) -> None:
+        self.host_key = host_key  # for the next connections: may change
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.transports: list[paramiko.Transport] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            t = paramiko.Transport(conn)
+            t.add_server_key(self.host_key)
+            self.transports.append(t)
+            try:
+                t.start_server(server=_Server())
+            except (paramiko.SSHException, EOFError, OSError):
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+        for t in self.transports:
+            t.close()
+
+
+@pytest.fixture
+def client_key(tmp_path: Path) -> Path:
+    path = tmp_path / "id_ecdsa"
+    key = paramiko.ECDSAKey.generate()
+    key.write_private_key_file(str(path))
+    return path
+
+
+@pytest.fixture
+def guest_keys() -> tuple[paramiko.PKey, paramiko.PKey]:
+    return paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
+
+
+def _connect(port: int, key: Path, known_hosts: Path) -> GuestSSH:
+    return GuestSSH("127.0.0.1", port, user="etu", key=key,
+                    known_hosts=known_hosts).connect(deadline=10.0)
+
+
+def test_a_changed_host_key_is_refused_with_both_fingerprints(tmp_path, client_key,
+                                                               guest_keys):
+    old, new = guest_keys
+    known = tmp_path / "known_hosts"
+    guest = FakeGuest(old)
+    try:
+        _connect(guest.port, client_key, known).close()
+        remembered = known.read_text()
+        assert f"[127.0.0.1]:{guest.port}" in remembered, "a new host is remembered"
+        # the same address and port, another key: the guest's keys were regenerated
+        # (or another machine answers there)
+        guest.host_key = new
+        with pytest.raises(HostKeyChangedError) as e:
+            _connect(guest.port, client_key, known)
+    finally:
+        guest.close()
+    port = guest.port
+    err = e.value
+    assert isinstance(err, LabError)
+    assert err.host == f"[127.0.0.1]:{port}"
+    assert err.key_type == "ecdsa-sha2-nistp256"
+    assert err.old_fingerprint == fingerprint(old) != err.new_fingerprint == fingerprint(new)
+    assert err.known_hosts == str(known)
+    assert err.old_fingerprint in str(err) and err.new_fingerprint in str(err)
+    assert "ssh-keygen -R" in err.remedy
+    assert known.read_text() == remembered, "the remembered key must not be replaced"
+
+
+def test_the_same_key_again_connects(tmp_path, client_key, guest_keys):
+    """The control: with the remembered key, a new client connects (no false alarm)."""
+    key, _ = guest_keys
+    known = tmp_path / "known_hosts"
+    guest = FakeGuest(key)
+    try:
+        _connect(guest.port, client_key, known).close()
+        conn = _connect(guest.port, client_key, known)
+        assert conn.active
+        conn.close()
+    finally:
+        guest.close()
+
+
+def test_fingerprint_is_openssh_sha256(tmp_path):
+    """The format of `ssh-keygen -lf`: SHA256: and 43 base64 characters, no padding."""
+    key = paramiko.ECDSAKey.generate()
+    fp = fingerprint(key)
+    assert fp.startswith("SHA256:") and len(fp) == 7 + 43 and not fp.endswith("=")
+    assert fingerprint(paramiko.ECDSAKey(data=key.asbytes())) == fp
