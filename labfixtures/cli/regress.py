@@ -10,6 +10,8 @@ from labfixtures.errors import LabError
 from labfixtures.regress import attribute as attr
 from labfixtures.regress import compare as cmp
 from labfixtures.regress import matrix
+from labfixtures.regress.bisect import bisect
+from labfixtures.regress.compare import status_of
 from labfixtures.regress.results import read_many
 
 
@@ -114,6 +116,30 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return cmp.REGRESSION if found else cmp.NO_REGRESSION
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+
+    def cell(version: str) -> matrix.Cell:
+        if args.component == "qemu":
+            return matrix.Cell(args.other or matrix.DEFAULT_KERNEL, version)
+        return matrix.Cell(version, args.other or matrix.HOST_QEMU)
+
+    def is_good(version: str) -> bool | None:
+        c = cell(version)
+        print(f"labctl regress: bisect step: {c.label()}", flush=True)
+        run = matrix.run_cell(c, [*_pytest_args(args), args.test], out)
+        results = matrix.load(out)[c].by_nodeid()
+        found = next((rs for nodeid, rs in results.items() if nodeid.endswith(args.test)
+                      or args.test.endswith(nodeid)), None)
+        st = status_of(found).status if found else "missing"
+        print(f"labctl regress: {c.label()}: {st} ({run.seconds:.0f} s)", flush=True)
+        return {"pass": True, "fail": False}.get(st)
+
+    result = bisect(args.versions, is_good)
+    print(f"{args.test}: {args.component} {result.describe()}")
+    return 0 if result.first_bad is not None else cmp.CANNOT_COMPARE
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser(
         "regress", help="compare runs (pytest --lab-results) across kernel/QEMU upgrades",
@@ -201,3 +227,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     a.add_argument("--markdown", metavar="FILE", help="write the verdicts there too")
     a.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
     a.set_defaults(func=cmd_attribute)
+
+    b = rs.add_parser(
+        "bisect", help="the first version of QEMU or of the kernel that breaks a test",
+        description="Run TEST on versions of one component, old to new (the first must "
+                    "pass, the last fail), halving the range each step; a version where "
+                    "the test cannot run (a lab error) is skipped. Each step is one cell "
+                    "written to OUT.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  labctl regress bisect qemu --versions host "
+               "1:7.2+dfsg-7+deb12u15 --test scenarios/test_s10_vm.py::test_ping -- -q\n"
+               "PYTEST_ARGS are options only: each step runs TEST alone.")
+    b.add_argument("component", choices=("qemu", "kernel"))
+    b.add_argument("--versions", nargs="+", required=True, metavar="V",
+                   help="old to new: QEMU builds (host, fetched versions, paths) or kernel "
+                        "packages (default, linux-image-...)")
+    b.add_argument("--with", dest="other", metavar="VALUE",
+                   help="the other component, fixed (default: the default kernel / host QEMU)")
+    b.add_argument("--test", required=True, metavar="NODEID", help="the test to bisect")
+    b.add_argument("--out", default="regress-bisect", metavar="DIR")
+    b.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
+    b.set_defaults(func=cmd_bisect)

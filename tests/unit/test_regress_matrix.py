@@ -7,6 +7,7 @@ import pytest
 from labfixtures.errors import LabError
 from labfixtures.regress import attribute as attr
 from labfixtures.regress import matrix
+from labfixtures.regress.bisect import bisect
 from labfixtures.regress.matrix import Cell
 from labfixtures.regress.results import Results, ResultsError, RunInfo, TestResult
 from labfixtures.regress.versions import QemuVersion, Versions
@@ -80,3 +81,16 @@ def test_nothing_to_attribute_without_a_regression_and_missing_cells_refused() -
     md = attr.to_markdown(old, new, attr.attribute(old, new, four(("pass", "fail", "fail",
                                                                   "pass"))))
     assert "`s.py::boot`: **qemu** — broken by the QEMU upgrade" in md
+
+
+def test_bisect_finds_the_first_bad_version_and_skips_untestable_ones() -> None:
+    versions = [f"v{i}" for i in range(9)]
+    bad_from = 5
+    r = bisect(versions, lambda v: int(v[1:]) < bad_from)
+    assert (r.first_bad, r.last_good) == ("v5", "v4")
+    assert len(r.tried) <= 2 + 3  # both ends, then log2(9) steps
+    untestable = {"v4"}
+    r = bisect(versions, lambda v: None if v in untestable else int(v[1:]) < bad_from)
+    assert r.first_bad is None and r.candidates == ["v3", "v4", "v5"]
+    with pytest.raises(LabError, match="does not fail"):
+        bisect(versions, lambda v: True)
