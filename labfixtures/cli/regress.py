@@ -118,9 +118,10 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 def cmd_bisect(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    component, versions = ("qemu", args.qemu) if args.qemu else ("kernel", args.kernel)
 
     def cell(version: str) -> matrix.Cell:
-        if args.component == "qemu":
+        if component == "qemu":
             return matrix.Cell(args.other or matrix.DEFAULT_KERNEL, version)
         return matrix.Cell(version, args.other or matrix.HOST_QEMU)
 
@@ -135,8 +136,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         print(f"labctl regress: {c.label()}: {st} ({run.seconds:.0f} s)", flush=True)
         return {"pass": True, "fail": False}.get(st)
 
-    result = bisect(args.versions, is_good)
-    print(f"{args.test}: {args.component} {result.describe()}")
+    result = bisect(versions, is_good)
+    print(f"{args.test}: {component} {result.describe()}")
     return 0 if result.first_bad is not None else cmp.CANNOT_COMPARE
 
 
@@ -235,13 +236,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "the test cannot run (a lab error) is skipped. Each step is one cell "
                     "written to OUT.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  labctl regress bisect qemu --versions host "
+        epilog="example:\n  labctl regress bisect --qemu host "
                "1:7.2+dfsg-7+deb12u15 --test scenarios/test_s10_vm.py::test_ping -- -q\n"
                "PYTEST_ARGS are options only: each step runs TEST alone.")
-    b.add_argument("component", choices=("qemu", "kernel"))
-    b.add_argument("--versions", nargs="+", required=True, metavar="V",
-                   help="old to new: QEMU builds (host, fetched versions, paths) or kernel "
-                        "packages (default, linux-image-...)")
+    which = b.add_mutually_exclusive_group(required=True)
+    which.add_argument("--qemu", nargs="+", metavar="V",
+                       help="QEMU builds, old to new (host, fetched versions, paths)")
+    which.add_argument("--kernel", nargs="+", metavar="PACKAGE",
+                       help="guest kernel packages, old to new (default, linux-image-...)")
     b.add_argument("--with", dest="other", metavar="VALUE",
                    help="the other component, fixed (default: the default kernel / host QEMU)")
     b.add_argument("--test", required=True, metavar="NODEID", help="the test to bisect")

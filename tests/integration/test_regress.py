@@ -237,3 +237,26 @@ def test_the_guides_a3_command_is_reported_broken_with_its_fix(tmp_path: Path) -
             f"breaks on qemu-img {img_version}: ") in report.stdout
     assert "Backing file specified without backing format" in report.stdout
     assert "fix: add `-F qcow2`" in report.stdout
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
+def test_bisect_names_the_first_bad_qemu(inner: Path) -> None:
+    """Three QEMUs old to new: the host's, a fetched build when APT offers one, and the
+    wrapper that drops mac=; `labctl regress bisect` names the wrapper as the first bad."""
+    wrapper = make_wrapper(inner)
+    fetched = builds.list_builds(builds_root())
+    versions = ["host", *[b.version for b in fetched[:1]], str(wrapper)]
+    rid = secrets.token_hex(3)
+    cp = subprocess.run(
+        [str(VENV_BIN / "labctl"), "regress", "bisect", "--qemu", *versions,
+         "--test", "test_inner.py::test_vm_answers_ssh_on_its_tap", "--out", "steps",
+         "--", "-p", "no:cacheprovider", "--lab-no-reap", "-q"],
+        cwd=inner, capture_output=True, text=True, timeout=1200,
+        env=dict(os.environ, LABFIXTURES_RUN_ID=rid))
+    no_leftovers(rid)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (f"test_inner.py::test_vm_answers_ssh_on_its_tap: qemu first bad version: "
+            f"{wrapper} (last good: {versions[-2]}") in cp.stdout
+    # each step ran the one test only
+    for r in matrix.load(inner / "steps").values():
+        assert [t.nodeid for t in r.tests] == ["test_inner.py::test_vm_answers_ssh_on_its_tap"]
