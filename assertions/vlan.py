@@ -30,6 +30,7 @@ from typing import Any
 
 from labfixtures.core import netns
 from labfixtures.errors import LabError
+from labfixtures.report.frames import CapturedFrame, attach
 
 from ._format import bullets, name_of
 
@@ -326,6 +327,14 @@ def _vid(pkt: Any) -> int | None:
     return pkt[Dot1Q].vlan if pkt.haslayer(Dot1Q) else None
 
 
+def _evidence(sender: Port, frame: Any, seen: dict[Port, list[Any]],
+              offending: Iterable[Port]) -> list[CapturedFrame]:
+    """The frame sent and every frame heard, for the failed test's report (pcap, table)."""
+    bad = set(offending)
+    return [CapturedFrame(f"sent from {sender}", frame)] + [
+        CapturedFrame(f"heard on {p}", f, p in bad) for p, got in seen.items() for f in got]
+
+
 def _not_listening(func: str, sender: Port, listeners: list[Port]) -> None:
     __tracebackhide__ = True
     if sender in listeners:
@@ -353,20 +362,23 @@ def assert_vlan_isolation(sender: object, same_vlan: Sequence[object],
     _not_listening(func, s, [*same, *other])
     _check_wait(func, wait)
     marker = _marker()
+    frame = probe_frame(marker)
     with Capture([*same, *other], func=func) as cap:
-        send(s, probe_frame(marker))
+        send(s, frame)
         seen = cap.frames(marker, wait)
     missing = [str(p) for p in same if not seen[p]]
     leaked = [f"{p}: {seen[p][0].summary()}" for p in other if seen[p]]
     if leaked:
-        raise AssertionError(
+        raise attach(AssertionError(
             f"VLAN leak: a broadcast frame sent from {s} arrived on port(s) of another VLAN:"
             + bullets(leaked) +
-            "\n  check the `tag` of these ports (`ovs-vsctl list port NAME`)")
+            "\n  check the `tag` of these ports (`ovs-vsctl list port NAME`)"),
+            _evidence(s, frame, seen, other))
     if missing:
-        raise AssertionError(
+        raise attach(AssertionError(
             f"a broadcast frame sent from {s} did not reach {', '.join(missing)}, which "
-            "should be in the same VLAN (check their tags, and that the links are up)")
+            "should be in the same VLAN (check their tags, and that the links are up)"),
+            _evidence(s, frame, seen, ()))
 
 
 def assert_trunk_carries(sender: object, trunk: object, vid: int, wait: float = 0.3) -> None:
@@ -380,17 +392,20 @@ def assert_trunk_carries(sender: object, trunk: object, vid: int, wait: float = 
         raise TypeError(f"{func}(): vid must be a VLAN number (1-4094), not {vid!r:.40}")
     _check_wait(func, wait)
     marker = _marker()
+    frame = probe_frame(marker)
     with Capture([t], func=func) as cap:
-        send(s, probe_frame(marker))
+        send(s, frame)
         seen = cap.frames(marker, wait)[t]
     if not seen:
-        raise AssertionError(f"the frame sent from {s} never reached the trunk "
-                             f"{t} (is VLAN {vid} in its `trunks`?)")
+        raise attach(AssertionError(f"the frame sent from {s} never reached the trunk "
+                                    f"{t} (is VLAN {vid} in its `trunks`?)"),
+                     _evidence(s, frame, {}, ()))
     vids = [_vid(p) for p in seen]
     if vid not in vids:
         got = ", ".join("untagged" if v is None else f"VLAN {v}" for v in vids)
-        raise AssertionError(f"the trunk {t} received the frame from "
-                             f"{s} {got}, expected a tag with VID {vid}")
+        raise attach(AssertionError(f"the trunk {t} received the frame from "
+                                    f"{s} {got}, expected a tag with VID {vid}"),
+                     _evidence(s, frame, {t: seen}, [t]))
 
 
 def assert_foreign_tag_dropped(sender: object, vid: int, receivers: Sequence[object],
@@ -406,13 +421,14 @@ def assert_foreign_tag_dropped(sender: object, vid: int, receivers: Sequence[obj
     _not_listening(func, s, rcv)
     _check_wait(func, wait)
     marker = _marker()
+    frame = probe_frame(marker, vid=vid)
     with Capture(rcv, func=func) as cap:
-        send(s, probe_frame(marker, vid=vid))
+        send(s, frame)
         seen = cap.frames(marker, wait)
     hopped = [f"{p}: {seen[p][0].summary()}" for p in rcv if seen[p]]
     if hopped:
-        raise AssertionError(
+        raise attach(AssertionError(
             f"VLAN hopping: a frame tagged VID {vid} injected on {s} arrived on:"
             + bullets(hopped) +
             f"\n  {s} should be an access port (vlan_mode=access) that drops "
-            "tagged frames")
+            "tagged frames"), _evidence(s, frame, seen, rcv))
