@@ -34,6 +34,9 @@ class LaunchInfo:
     pid: int | None = None
     started_at: float = 0.0  # time.time() at launch
     extra: dict[str, str] = field(default_factory=dict)
+    #: what of the machine's reference command line runs differently on this host, and why
+    #: (the `guide` profile: {script option: what runs here (reason)}; qemu/guide.py)
+    replaced: dict[str, str] = field(default_factory=dict)
 
     @property
     def command(self) -> list[str]:

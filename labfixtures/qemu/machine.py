@@ -10,6 +10,7 @@ Files in the run directory, all named after the machine (kept for failed-test re
     NAME.serial.log   the serial console
     NAME.qemu.log     QEMU's own stdout/stderr
     NAME.qmp          the QMP socket
+    NAME_TPM/         the `guide` profile's swtpm: state, log, pid file, socket (qemu/swtpm.py)
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from labfixtures.core import netns as _netns
 from labfixtures.errors import BootError, LabError, QemuLaunchError, QmpError, TapInUseError
 from labfixtures.qemu import accel as _accel
 from labfixtures.qemu.cmdline import QEMU, build_argv
+from labfixtures.qemu.guide import GuideHost, build_guide_argv, replacements
 from labfixtures.qemu.launch import LaunchInfo
 from labfixtures.qemu.qmp import QmpClient
 from labfixtures.qemu.spec import OVMF_VARS, READY_MARKER, MachineSpec
+from labfixtures.qemu.swtpm import Swtpm
 
 SUN_PATH_MAX = 107
 
@@ -95,6 +98,7 @@ class Machine:
         self.argv: list[str] = []
         self._qmp: QmpClient | None = None
         self._short_sock_dir: str | None = None
+        self.swtpm: Swtpm | None = None  # the `guide` profile's TPM 2.0
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -161,7 +165,25 @@ class Machine:
         self.accel = _accel.resolve(self._accel_request)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.spec = self._prepare_spec()
-        argv = self.argv = build_argv(self.spec, self.accel.name, self.qemu)
+        replaced: dict[str, str] = {}
+        if self.spec.profile == "guide":  # the script's machine, with its swtpm first
+            host = GuideHost(self.accel.name, _accel.vhost_net_available(), os.cpu_count() or 1)
+            replaced = replacements(self.spec, host)
+            self.swtpm = Swtpm(self.run_dir, self.name, self.netns).start()
+            self.argv = build_guide_argv(self.spec, host, tpm_socket=self.swtpm.socket,
+                                         qemu=self.qemu)
+        else:
+            self.argv = build_argv(self.spec, self.accel.name, self.qemu)
+        argv = self.argv
+        try:
+            return self._launch(argv, replaced, qmp_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, argv: list[str], replaced: dict[str, str],
+                qmp_timeout: float) -> Machine:
+        assert self.accel is not None
         version = _accel.qemu_version(self.qemu)
         self.serial_log.write_bytes(b"")
         with contextlib.suppress(FileNotFoundError):
@@ -169,6 +191,7 @@ class Machine:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.cmdline_file.write_text(
             f"# accel: {self.accel.name} ({self.accel.reason})\n"
+            + "".join(f"# replaced: {k} -> {v}\n" for k, v in replaced.items())
             + shlex.join(prefix + argv) + "\n")
         with open(self.stderr_log, "wb") as log:
             self.started_at = time.monotonic()
@@ -177,13 +200,9 @@ class Machine:
         self.pidfile.write_text(f"{self.proc.pid}\n")
         self.launch = LaunchInfo(self.name, tuple(argv), self.accel.name, self.accel.reason,
                                  version, netns=self.netns, pid=self.proc.pid,
-                                 started_at=time.time())
+                                 started_at=time.time(), replaced=replaced)
         self.launch.write(self.run_dir)
-        try:
-            self._connect_qmp(qmp_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self._connect_qmp(qmp_timeout)
         return self
 
     def _died(self) -> QemuLaunchError:
@@ -310,6 +329,7 @@ class Machine:
         """Graceful first (ACPI powerdown if asked, then QMP quit), then SIGTERM, SIGKILL."""
         proc = self.proc
         if proc is None:
+            self._stop_swtpm()
             return None
         pd = self.spec.powerdown_timeout if powerdown_timeout is None else powerdown_timeout
         try:
@@ -339,7 +359,15 @@ class Machine:
             if self._short_sock_dir:
                 shutil.rmtree(self._short_sock_dir, ignore_errors=True)
                 self._short_sock_dir = None
+            self._stop_swtpm()
         return proc.returncode
+
+    def _stop_swtpm(self) -> None:
+        """After QEMU (swtpm's --terminate usually ended it already): end it, remove its
+        socket and pid file."""
+        if self.swtpm is not None:
+            self.swtpm.stop()
+            self.swtpm = None
 
     def __enter__(self) -> Machine:
         if self.proc is None:

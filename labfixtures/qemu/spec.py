@@ -19,7 +19,7 @@ from labfixtures.core.addressing import (
 )
 from labfixtures.errors import LabError
 
-Profile = Literal["fast", "pc", "q35"]
+Profile = Literal["fast", "pc", "q35", "guide"]
 Accel = Literal["auto", "kvm", "tcg"]
 
 #: the machine profiles, with what each is for (the one list: lab files, CLI and specs)
@@ -27,6 +27,8 @@ PROFILES: dict[str, str] = {
     "fast": "microvm, no PCI bus: most tests",
     "pc": "i440FX with a PCI bus: lspci-style checks",
     "q35": "Q35 with PCIe",
+    "guide": "the guide's own machine (ovs-startup.sh): q35, UEFI + swtpm TPM 2.0, watchdog, "
+             "iothread, multi-queue NIC, qxl/SPICE; boots a disk by its firmware",
 }
 #: the line a labfixtures guest image prints on its serial console once it is ready; the
 #: machine waits for it (`Machine.boot`), the images print it (guestimages imports it)
@@ -121,13 +123,23 @@ class MachineSpec:
     uefi_vars: Path | None = None  # a per-VM copy of OVMF_VARS.fd (Machine makes it)
 
     def __post_init__(self) -> None:
+        if self.profile == "guide":  # the script's machine: OVMF, console on telnet 2300+N
+            self.firmware = "uefi"
+            self.serial = "telnet"
+            self.display = "spice"
         self.validate()
 
     @classmethod
     def from_image(cls, name: str, image: Any, **kw: Any) -> MachineSpec:
-        """Take kernel/initrd/disk/cmdline from a GuestImage (or anything shaped like one)."""
+        """Take kernel/initrd/disk/cmdline from a GuestImage (or anything shaped like one).
+
+        On the `guide` profile an image with a disk boots it through its firmware (OVMF,
+        then the disk's GRUB), as the guide's scripts do: no kernel is given."""
+        disk = kw.pop("disk", image.disk)
+        if kw.get("profile") == "guide" and image.disk is not None:
+            return cls(name=name, disk=disk, **kw)
         return cls(name=name, kernel=image.kernel, initrd=image.initrd,
-                   disk=kw.pop("disk", image.disk), cmdline=image.cmdline, **kw)
+                   disk=disk, cmdline=image.cmdline, **kw)
 
     @property
     def console_number(self) -> int:
@@ -163,6 +175,11 @@ class MachineSpec:
             if self.display != "none":
                 raise LabError("the 'fast' profile (microvm) has no display",
                                "use profile 'pc' or 'q35' with a SPICE display")
+        if self.profile == "guide" and (self.kernel is not None or self.disk is None
+                                        and self.cdrom is None):
+            raise LabError("the 'guide' profile boots a disk (or a CD-ROM) by its firmware, "
+                           "as the guide's scripts do",
+                           "give a disk image (or a cdrom) and no kernel")
         if self.boot_once_cdrom and self.cdrom is None:
             raise LabError("boot once from cdrom, but no cdrom given", "give cdrom=PATH")
         taps = [n.tap for n in self.nics if n.kind == "tap"]
