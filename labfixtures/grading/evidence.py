@@ -7,6 +7,7 @@ submission compare equal once those are left out (`without_times`).
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -33,6 +34,31 @@ def without_times(data: Any) -> Any:
     if isinstance(data, list):
         return [without_times(v) for v in data]
     return data
+
+
+LINK_LOCAL = re.compile(r"\bfe80:|lladdr (?!b8:ad:ca:fe:)[0-9a-f:]{17}")
+
+
+def comparable(data: Any) -> Any:
+    """DATA without timestamps, and without what depends on the MAC addresses the lab host
+    gives its own interfaces at random when it builds them (the SVI, the bridge, the host
+    side of taps and veths): their link-local addresses and the neighbour entries that
+    carry them. What remains (the student's addresses, routes, switch ports, the VM's own
+    MAC from its tap number, every probe's outcome) is what two gradings of the same
+    submission must agree on."""
+    data = without_times(data)
+    if isinstance(data, dict) and isinstance(data.get("state"), dict):
+        data = {**data, "state": _strip_random(data["state"])}
+    return data
+
+
+def _strip_random(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _strip_random(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_strip_random(v) for v in x
+                if not (isinstance(v, str) and LINK_LOCAL.search(v))]
+    return x
 
 
 def state_of(lab: Any, vms: dict[str, Any], hosts: dict[str, Any] | None = None
@@ -72,10 +98,12 @@ def _net(target: Any) -> dict[str, Any]:
             elif key == "routes":
                 rows = sorted(str(r) for r in target.routes(socket.AF_INET)
                               + target.routes(socket.AF_INET6))
-            else:  # without their state (STALE, REACHABLE: a matter of timing)
+            else:  # without their state (STALE, REACHABLE: a matter of timing), nor
+                # the multicast entries (ff02::16...: the kernel's own MLD chatter)
                 rows = sorted(f"{n.address} dev {n.dev} lladdr {n.mac or '-'}"
                               for n in target.neighbours()
-                              if n.state not in ("FAILED", "INCOMPLETE"))
+                              if n.state not in ("FAILED", "INCOMPLETE")
+                              and not n.address.startswith("ff"))
             out[key] = rows
         except (LabError, OSError) as e:
             out[key] = f"unreadable: {getattr(e, 'problem', e)}"

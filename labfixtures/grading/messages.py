@@ -58,7 +58,7 @@ EN: dict[str, str] = {
     "outcome.not-checked": "not checked: needs “{needs}”",
     "outcome.error": "could not be checked: {error}",
     # where a probe ran
-    "where.lab_host": "the lab host (namespace {ns})",
+    "where.lab_host": "the lab host",
     "where.vm_ssh": "inside {vm}, over SSH",
     "where.switch": "the switch {switch} (ovs-vsctl)",
     "where.host": "{host}",
@@ -123,7 +123,7 @@ FR: dict[str, str] = {
     "outcome.partial": "en partie juste",
     "outcome.not-checked": "non vérifiée : nécessite « {needs} »",
     "outcome.error": "n'a pas pu être vérifiée : {error}",
-    "where.lab_host": "le système hôte du lab (espace de noms {ns})",
+    "where.lab_host": "le système hôte du lab",
     "where.vm_ssh": "dans {vm}, par SSH",
     "where.switch": "le commutateur {switch} (ovs-vsctl)",
     "probe.port_mode": "le mode du port {port} du commutateur {switch}",

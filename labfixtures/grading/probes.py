@@ -37,7 +37,7 @@ def target_name(target: object) -> str:
 
 def where_of(target: object) -> Message:
     if hasattr(target, "labid") and not hasattr(target, "nics"):
-        return Message("where.lab_host", {"ns": getattr(target, "ns", "?")})
+        return Message("where.lab_host")  # (its namespace is named after the run)
     if hasattr(target, "nics"):
         return Message("where.vm_ssh", {"vm": target_name(target)})
     return Message("where.host", {"host": target_name(target)})
@@ -150,7 +150,8 @@ class Prober:
         self.done(ok, Message("probe.neighbour", {"address": address,
                                                   "target": target_name(target)}),
                   where_of(target), f"ip -j neigh show dev {dev}",
-                  "\n".join(str(n) for n in table),
+                  "\n".join(f"{n.address} lladdr {n.mac or '-'}" for n in table
+                            if not n.address.startswith("ff")),
                   Message("expect.neighbour", {"address": address, "mac": mac, "dev": dev}),
                   seen, hint, target=target_name(target))
 
@@ -171,15 +172,13 @@ class Prober:
         """A ping from SRC to ADDRESS is answered (retried for up to WITHIN seconds: an
         ARP resolution or a VM just restored may take a moment)."""
         end = time.monotonic() + within
-        attempts = 0
         while True:
-            attempts += 1
             ok = bool(src.ping(address, timeout=timeout))
             if ok or time.monotonic() >= end:
                 break
         self.done(ok, Message("probe.ping", {"src": target_name(src), "address": address}),
                   where_of(src), f"ping -c 1 -W {timeout:g} {address}",
-                  f"{attempts} attempt(s): {'answered' if ok else 'no answer'}",
+                  "answered" if ok else f"no answer in {within:g} s",
                   Message("expect.answer"),
                   Message("seen.answer") if ok else
                   Message("seen.no_answer", {"timeout": f"{within:g}"}),
@@ -206,7 +205,8 @@ class Prober:
         NETNS opens, as USER, and `hostname` there says VM. The host key is trusted for
         this connection only (never across students), and no agent is used."""
         probe = Message("probe.ssh", {"address": address, "user": user})
-        where = Message("where.host", {"host": f"namespace {netns}" if netns else "host"})
+        where = Message("where.lab_host") if netns else Message("where.host",
+                                                                {"host": "the grading host"})
         expected = Message("expect.ssh", {"vm": vm})
         conn = GuestSSH(address, user=user, key=key, netns=netns, known_hosts=None)
         try:

@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from labfixtures.errors import LabError
-from labfixtures.grading import outputs
+from labfixtures.grading import bundles, outputs
 from labfixtures.grading.evidence import state_of
 from labfixtures.grading.feedback import points as fmt_points
 from labfixtures.grading.markers import (
@@ -111,8 +111,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lab-grade-out", metavar="DIR", default=None,
                 help="write the grade there: grade.json, feedback.md, feedback.html, "
                      "results.json (Gradescope), evidence.json")
-    g.addoption("--lab-grade-target", metavar="LABFILE", default=None,
-                help="what `student_lab` builds and grades: a student's lab file (YAML)")
+    g.addoption("--lab-grade-target", metavar="FILE", default=None,
+                help="what `student_lab` grades: a student's lab file (.yaml), or "
+                     "checkpoint bundle (.tar, .tar.gz) restored into the grading "
+                     "module's REFERENCE lab")
     g.addoption("--lab-grade-student", metavar="ID", default="student",
                 help="the student's id in the reports (default: student)")
     g.addoption("--lab-grade-name", metavar="NAME", default="",
@@ -196,19 +198,32 @@ def credit(request: pytest.FixtureRequest) -> Callable[[float, float], None]:
 
 @pytest.fixture(scope="module")
 def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[BuiltLab]:
-    """The student's lab named by `--lab-grade-target` (a lab file): built, booted and
-    reachable, for the whole module; the state it is in is recorded (evidence.json)
-    before it is torn down. If it cannot be built the student is not-gradable. Without
-    the option, the grading module's `REFERENCE` lab file (the teacher's solution)."""
-    target = request.config.getoption("--lab-grade-target") or getattr(
-        request.module, "REFERENCE", None)
+    """The student's lab named by `--lab-grade-target`, for the whole module: a lab file
+    (built, booted, reachable), or a checkpoint bundle (.tar, .tar.gz: imported into a
+    private store, its VM restored, confined, into the network of the module's
+    `REFERENCE` lab file). The state it is in is recorded (evidence.json) before it is
+    torn down. If it cannot be built, restored or reached the student is not-gradable.
+    Without the option: the module's `REFERENCE` lab file (the teacher's solution), a path
+    relative to the grading module."""
+    module_dir = Path(str(request.path)).parent
+    reference = getattr(request.module, "REFERENCE", None)
+    ref_path = module_dir / reference if reference else None
+    target = request.config.getoption("--lab-grade-target") or ref_path
     if not target:
         pytest.fail("no target to grade: give --lab-grade-target STUDENT.yaml (or set "
                     "REFERENCE = 'solution.yaml' in the grading module)", pytrace=False)
     path = Path(target)
     with lab_host.scope(f"grading {path.stem}") as scoped:
         try:
-            built = build(load(path), scoped)
+            if bundles.is_bundle(path):
+                if ref_path is None:
+                    raise LabError("a bundle is restored into the grading file's lab, and "
+                                   "this grading file has none",
+                                   "set REFERENCE = 'lab.yaml' in the grading module")
+                built = bundles.restore(path, load(ref_path), scoped,
+                                        scoped.rundir / "submitted-checkpoints")
+            else:
+                built = build(load(path), scoped)
         except LabError as e:
             pytest.fail(f"{e.problem}" + (f" ({e.remedy})" if e.remedy else ""),
                         pytrace=False)
