@@ -164,6 +164,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     prog = item.stash.get(PROGRESS, None)
     if prog is None:
         return
+    prog.started = time.monotonic()
     outcomes = item.config.stash[STATE].outcomes
     needs = tuple(n for n in prog.spec.after if outcomes.get(n, PASSED) != PASSED)
     if needs:
