@@ -11,6 +11,9 @@ A thin layer over the library, in modules by what they do:
 - `labfile_fixtures`: `lab_file`, `lab_file_module`;
 - `checkpoint_fixtures`: `lab_vm`, `vm_from_checkpoint`, `checkpoint_store`;
 - `attach`: the `--lab-attach*` options read and checked once, at configure time;
+- `htmlreport`: with pytest-html, the environment and each failed lab test's drawing,
+  VM screens, frames (.pcap) and logs as extras; the same files under --lab-artifacts,
+  named in the JUnit system-out as GitLab attachments;
 - `stash`: the `config.stash` / `item.stash` keys the hooks and fixtures share.
 
 Each worker of pytest-xdist opens one lab host (its own namespace and Open vSwitch) the
@@ -25,4 +28,5 @@ pytest_plugins = [
     "labfixtures.pytest_plugin.checkpoint_fixtures",
     "labfixtures.pytest_plugin.grading",
     "labfixtures.pytest_plugin.regress",
+    "labfixtures.pytest_plugin.htmlreport",
 ]
