@@ -18,6 +18,8 @@ from labfixtures.core import netns
 from labfixtures.core.naming import PREFIX
 from labfixtures.net.ovs import kernel_datapath_available
 from labfixtures.qemu import accel
+from labfixtures.qemu.guide import GuideHost, host_replacements
+from labfixtures.qemu.spec import OVMF_CODE, OVMF_VARS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -129,10 +131,30 @@ def check_qemu() -> list[Check]:
     return checks
 
 
+def check_guide_profile() -> Check:
+    """The `guide` machine profile (ovs-startup.sh's machine): its firmware, its TPM
+    emulator, and what this host runs differently from the script."""
+    missing = [what for what, ok in (("ovmf", OVMF_CODE.exists() and OVMF_VARS.exists()),
+                                     ("swtpm", shutil.which("swtpm") is not None)) if not ok]
+    if missing:
+        return Check("guide profile", WARN, f"missing: {', '.join(missing)}",
+                     f"apt-get install {' '.join(missing)}")
+    try:
+        host = GuideHost(accel.detect().name, accel.vhost_net_available(), os.cpu_count() or 1)
+    except Exception as e:  # noqa: BLE001
+        return Check("guide profile", WARN, f"accelerator not determined: {e}")
+    said = host_replacements(host)
+    if not said:
+        return Check("guide profile", OK, "the script's machine as it is (OVMF, swtpm)")
+    return Check("guide profile", WARN,
+                 "runs with " + "; ".join(f"{k} -> {v}" for k, v in said.items()),
+                 "nothing to do: each VM's launch record says what was replaced")
+
+
 def run_checks() -> list[Check]:
     return [check_privileges(), check_kernel(), check_tun(), check_group(),
             check_namespaces(),
-            *check_ovs(), *check_qemu()]
+            *check_ovs(), *check_qemu(), check_guide_profile()]
 
 
 def verdict(checks: list[Check]) -> bool:

@@ -81,6 +81,25 @@ def _nic(i: int, nic: NicSpec, host: GuideHost) -> list[str]:
                        f"script=no,downscript=no,vhost={vhost}"]
 
 
+def host_replacements(host: GuideHost, vcpus: int = 1) -> dict[str, str]:
+    """What this HOST cannot do of the script's machine, whatever the VM: {script option:
+    what runs here (why)}; VCPUS > 1: a vCPU count asked for (`labctl doctor` shows these)."""
+    out: dict[str, str] = {}
+    if host.accel != "kvm":
+        out["accel=kvm:tcg"] = "accel=tcg (no usable KVM on this host)"
+        out["-cpu max,l3-cache=on,+vmx"] = ("-cpu max,l3-cache=on (no KVM: TCG emulates no "
+                                            "VMX, so no nested virtualisation)")
+    if not host.vhost_net:
+        out["vhost=on"] = "vhost=off (no /dev/vhost-net on this host)"
+    n = vcpus if vcpus > 1 else max(1, min(GUIDE_VCPUS, host.cpus))
+    if n != GUIDE_VCPUS:
+        why = ("asked for" if vcpus > 1
+               else f"the host has {host.cpus} core{'s' if host.cpus != 1 else ''}")
+        out[f"-smp {GUIDE_VCPUS},threads={GUIDE_THREADS}"] = (
+            f"-smp {n},threads={GUIDE_THREADS} ({why})")
+    return out
+
+
 def replacements(spec: MachineSpec, host: GuideHost) -> dict[str, str]:
     """What of the script's machine this host runs differently: {script option: what runs
     here, and why}. Empty on a host with KVM, vhost-net and 8 cores (but for the two
@@ -88,18 +107,10 @@ def replacements(spec: MachineSpec, host: GuideHost) -> dict[str, str]:
     out: dict[str, str] = {
         "-daemonize": "not used: labfixtures supervises QEMU (pid file, QMP, serial log)",
     }
-    if host.accel != "kvm":
-        out["accel=kvm:tcg"] = "accel=tcg (no usable KVM on this host)"
-        out["-cpu max,l3-cache=on,+vmx"] = ("-cpu max,l3-cache=on (no KVM: TCG emulates no "
-                                            "VMX, so no nested virtualisation)")
-    if not host.vhost_net and any(n.kind == "tap" for n in spec.nics):
-        out["vhost=on"] = "vhost=off (no /dev/vhost-net on this host)"
-    vcpus = guide_vcpus(spec, host.cpus)
-    if vcpus != GUIDE_VCPUS:
-        why = ("asked for" if spec.vcpus > 1
-               else f"the host has {host.cpus} core{'s' if host.cpus != 1 else ''}")
-        out[f"-smp {GUIDE_VCPUS},threads={GUIDE_THREADS}"] = (
-            f"-smp {vcpus},threads={GUIDE_THREADS} ({why})")
+    host_said = host_replacements(host, vcpus=spec.vcpus)
+    if not any(n.kind == "tap" for n in spec.nics):
+        host_said.pop("vhost=on", None)
+    out.update(host_said)
     if any(n.kind == "tap" and n.csum_off for n in spec.nics):
         out["virtio-net-pci checksum offload"] = (
             "csum=off,guest_csum=off (the lab's Open vSwitch userspace datapath never fills "

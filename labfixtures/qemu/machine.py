@@ -31,7 +31,14 @@ from types import TracebackType
 from typing import Any
 
 from labfixtures.core import netns as _netns
-from labfixtures.errors import BootError, LabError, QemuLaunchError, QmpError, TapInUseError
+from labfixtures.errors import (
+    BootError,
+    ImageError,
+    LabError,
+    QemuLaunchError,
+    QmpError,
+    TapInUseError,
+)
 from labfixtures.qemu import accel as _accel
 from labfixtures.qemu.cmdline import QEMU, build_argv
 from labfixtures.qemu.guide import GuideHost, build_guide_argv, replacements
@@ -141,9 +148,9 @@ class Machine:
         _accel.qemu_binary(self.qemu)
         for f, what in ((self.spec.kernel, "kernel"), (self.spec.initrd, "initrd"),
                         (self.spec.disk, "disk"), (self.spec.cdrom, "cdrom")):
-            if f is not None and not Path(f).exists():
-                raise LabError(f"the {what} of machine {self.name} ({f}) does not exist",
-                               "build the guest image first: `labctl image build NAME`")
+            if f is not None and not Path(f).exists():  # the guide: "image file does not exist"
+                raise ImageError(str(f), f"the {what} of machine {self.name} ({f}) does not "
+                                 "exist", "build the guest image first: `labctl image build NAME`")
         if self.netns is not None and not _netns.exists(self.netns):
             raise LabError(f"network namespace {self.netns!r} does not exist",
                            "create the lab before its machines")

@@ -12,7 +12,12 @@ import pytest
 
 from labfixtures.errors import LabError
 from labfixtures.qemu import LaunchInfo, MachineSpec, NicSpec
-from labfixtures.qemu.guide import GuideHost, build_guide_argv, replacements
+from labfixtures.qemu.guide import (
+    GuideHost,
+    build_guide_argv,
+    host_replacements,
+    replacements,
+)
 
 RUN = Path("/run/lab")
 TPM = RUN / "vm0_TPM" / "swtpm-sock"
@@ -208,3 +213,10 @@ def test_the_launch_record_keeps_what_was_replaced():
     old = LaunchInfo.from_json({"name": "vm0", "argv": [], "accel": "tcg",
                                 "accel_reason": "", "qemu_version": ""})
     assert old.replaced == {}
+
+
+def test_what_the_host_changes_is_said_once_for_doctor():
+    assert host_replacements(GuideHost("kvm", True, 8)) == {}
+    said = host_replacements(THIS_HOST)
+    assert set(said) == {"accel=kvm:tcg", "-cpu max,l3-cache=on,+vmx", "vhost=on",
+                         "-smp 8,threads=2"}
