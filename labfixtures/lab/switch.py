@@ -25,13 +25,14 @@ class Switch:
         self.deleted = False
 
     def delete(self) -> None:
-        """`ovs-vsctl del-br`: the bridge and all its ports, in one transaction."""
+        """`ovs-vsctl --no-wait del-br`: the bridge and all its ports, in one transaction,
+        applied by ovs-vswitchd in the background (`OvsServer.delete`)."""
         if self.deleted:
             return
         self.deleted = True
         self.lab._s.switches.pop(self.name, None)
         if self.lab._s.ovs is not None:
-            self.lab._s.ovs.vsctl("--if-exists", "del-br", self.name)
+            self.lab._s.ovs.delete("--if-exists", "del-br", self.name)
 
     def __repr__(self) -> str:
         return f"Switch({self.name!r})"
@@ -70,7 +71,7 @@ class Switch:
         tx = self.lab.ovs.transaction()
         for n in names:
             tx.add("--if-exists", "del-port", self.name, n)
-        tx.commit()
+        self.lab.ovs.delete(*tx.argv())
 
     def svi(self, vlan: int, *addresses: str, name: str | None = None) -> str:
         """The guide's SVI: internal port `SW-vlanV` with tag V, addresses, up."""

@@ -128,6 +128,8 @@ class OvsServer:
             "OVS_LOGDIR": str(rundir), "OVS_SYSCONFDIR": str(rundir),
         }
         self._pids: dict[str, int] = {}
+        self._unsynced = False  # a deletion ovs-vswitchd may not have applied yet
+        self._syncs = 0
 
     @property
     def logs(self) -> list[Path]:
@@ -175,12 +177,43 @@ class OvsServer:
         return run(argv, netns=self.ns if in_lab else None, env=self.env, timeout=60).stdout
 
     def vsctl(self, *args: str, timeout: float = 30) -> str:
-        """Run `ovs-vsctl ARGS` against this instance; `--` separates commands."""
+        """Run `ovs-vsctl ARGS` against this instance; `--` separates commands.
+
+        Unless ARGS has `--no-wait`, ovs-vsctl returns once ovs-vswitchd has applied the
+        change; after a `delete()` it first waits for the deletion to be applied (`sync`)."""
+        if self._unsynced and "--no-wait" not in args:
+            self.sync(timeout)
         argv = ["ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={int(timeout)}", *args]
         p = run(argv, env=self.env, timeout=None, check=False)
         if p.returncode != 0:
             raise _vsctl_error(argv, p.returncode, p.stderr)
         return p.stdout
+
+    def delete(self, *args: str) -> None:
+        """`ovs-vsctl --no-wait ARGS` for deletions: the database changes at once and
+        ovs-vswitchd applies it in the background. Removing a port from the userspace
+        datapath closes its packet socket, and the kernel waits for an RCU grace period
+        there: ~15 ms per port, mostly idle (docs/host-facts.md). Waiting for that made a
+        64-port teardown last ~1 s.
+
+        The next waiting `vsctl` (any add) first waits for this deletion to be applied:
+        had ovs-vswitchd still been busy when a bridge of the same name was re-created,
+        it would see one bridge `sw0` changed, not one deleted and one added, and the new
+        `sw0` would keep the old one's OpenFlow flows (measured)."""
+        self.vsctl("--no-wait", *args)
+        self._unsynced = True
+
+    def sync(self, timeout: float = 30) -> None:
+        """Return once ovs-vswitchd has applied every change made so far (a change that
+        only bumps `next_cfg` and waits for `cur_cfg`, as every waiting ovs-vsctl does)."""
+        self._unsynced = False
+        self._syncs += 1
+        try:
+            self.vsctl("set", "Open_vSwitch", ".", f"external_ids:labfixtures-sync={self._syncs}",
+                       timeout=timeout)
+        except BaseException:
+            self._unsynced = True
+            raise
 
     def transaction(self) -> Transaction:
         return Transaction(self)

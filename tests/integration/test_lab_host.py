@@ -151,6 +151,39 @@ def test_tcp_between_veth_hosts_through_the_switch(lab, switch):
     server.wait(timeout=10)
 
 
+def test_switch_recreated_right_after_its_deletion_starts_clean(lab_host):
+    """Switches are deleted without waiting for ovs-vswitchd (`OvsServer.delete`). A `sw0`
+    re-created at once, with ports of the same names, while ovs-vswitchd is still busy
+    removing another switch's ports, must be a new bridge: no flow of the old one, and
+    ping and TCP through it."""
+    flow = "priority=100,tcp,tp_dst=5002,actions=drop"
+
+    def dump_flows() -> str:
+        return lab_host.run(["ovs-ofctl", "dump-flows", "sw0"], env=lab_host.ovs.env).stdout
+
+    with lab_host.scope("old") as old:
+        sw = old.switch("sw0")
+        old.veth_hosts([HostSpec(n, tag=2, addresses=[f"192.0.2.{i}/24"])
+                        for i, n in ((1, "ha"), (2, "hb"))], sw)
+        lab_host.run(["ovs-ofctl", "add-flow", "sw0", flow], env=lab_host.ovs.env)
+        assert "tp_dst=5002" in dump_flows()
+        with lab_host.scope("busy") as busy:  # its teardown keeps ovs-vswitchd busy ~0.5 s
+            busy.veth_hosts([HostSpec(f"b{i}", tag=3) for i in range(32)], busy.switch("swb"))
+    with lab_host.scope("new") as new:
+        sw = new.switch("sw0")
+        a, b = new.veth_hosts([HostSpec(n, tag=2, addresses=[f"192.0.2.{i}/24"])
+                               for i, n in ((1, "ha"), (2, "hb"))], sw)
+        assert "tp_dst=5002" not in dump_flows()
+        assert a.ping("192.0.2.2")
+        server = b.tcp_server(5002, "192.0.2.2", send=100000)
+        out = a.run(["python3", "-c",
+                     "import socket;c=socket.create_connection(('192.0.2.2',5002),timeout=5);"
+                     "n=0\nwhile (d:=c.recv(65536)): n+=len(d)\nprint(n)"], timeout=20)
+        assert out.stdout.strip() == "100000"
+        server.wait(timeout=10)
+    assert "sw0" not in lab_host.ovs.vsctl("list-br").split()
+
+
 def test_64_hosts_on_one_switch(lab, switch):
     hosts = lab.veth_hosts(
         [HostSpec(f"h{i}", addresses=[f"10.9.0.{i + 1}/24"]) for i in range(64)], switch)
