@@ -6,6 +6,7 @@ import argparse
 
 from labfixtures import guestimages
 from labfixtures.cli.common import need_root
+from labfixtures.core.progress import StatusLine
 from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
 
@@ -13,13 +14,15 @@ from labfixtures.guestimages import kernels
 def cmd_image_build(args: argparse.Namespace) -> int:
     need_root()
     for name in args.names:
-        if args.kernel and name == "tiny":
-            img = kernels.build_tiny(args.kernel, progress=print, force=args.force)
-        elif args.kernel:
+        if args.kernel and name != "tiny":
             raise LabError("--kernel applies to the tiny image only",
                            f"labctl image build tiny --kernel {args.kernel}")
-        else:
-            img = guestimages.build(name, progress=print, force=args.force)
+        # the build's steps on one updating line on a terminal, plain lines in CI
+        with StatusLine() as line:
+            if args.kernel:
+                img = kernels.build_tiny(args.kernel, progress=line, force=args.force)
+            else:
+                img = guestimages.build(name, progress=line, force=args.force)
         print(f"{name}: {img.path}")
     return 0
 
