@@ -3,6 +3,7 @@
     labctl grade GRADING_FILE --roster ROSTER.csv --out DIR [-n N] [--timeout S]
                  [--shard K/N] [--regrade] [--reveal] [--lang fr|en]
     labctl grade merge DIR... [--out DIR]
+    labctl grade sheet GRADING_FILE --roster ROSTER.csv --out DIR
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 
 from labfixtures.cli.common import need_root
 from labfixtures.errors import LabError
-from labfixtures.grading import classrun, roster
+from labfixtures.grading import classrun, roster, variants
 from labfixtures.grading.feedback import points
-from labfixtures.grading.model import GRADED
+from labfixtures.grading.model import GRADED, write_text
 
 DESCRIPTION = """Grade a class: each student of ROSTER (CSV: student,name,target[,seed];
 a target is the student's lab file) is graded by GRADING_FILE (a pytest module with
@@ -24,7 +25,10 @@ and, per student, DIR/<student>/feedback.md, feedback.html, results.json (Grades
 evidence.json and grade.json. Run it again to resume: students already graded are kept
 unless --regrade (their feedback is rendered again, e.g. with --reveal).
 
-`labctl grade merge DIR... [--out DIR]` joins the folders of --shard runs."""
+`labctl grade merge DIR... [--out DIR]` joins the folders of --shard runs.
+`labctl grade sheet GRADING_FILE --roster ROSTER.csv --out DIR` writes each student's
+instructions, DIR/<student>/sheet.md, from the grading file's SHEET and VARIANTS (drawn
+from the roster's seed, or the student's id)."""
 
 EXAMPLES = """examples:
   sudo labctl grade scenarios/grading/test_table1.py \\
@@ -32,6 +36,7 @@ EXAMPLES = """examples:
   sudo labctl grade ... --out grades/ --reveal         show the hidden checks (no regrading)
   sudo labctl grade ... --shard 1/2 --out part1/       one CI job of two
   labctl grade merge part1/ part2/ --out grades/
+  labctl grade sheet lab3.py --roster roster.csv --out sheets/   per-student instructions
 """
 
 
@@ -45,6 +50,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         grades = classrun.merge(dirs, out)
         print(f"{len(grades)} student(s) in {out / classrun.GRADES_CSV}")
         return 0
+    if args.what[0] == "sheet" and not Path("sheet").exists():
+        return _sheets(args)
     if len(args.what) != 1:
         raise LabError(f"one grading file, not {len(args.what)}: {' '.join(args.what)}",
                        "labctl grade GRADING_FILE --roster ROSTER.csv --out DIR")
@@ -69,12 +76,27 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sheets(args: argparse.Namespace) -> int:
+    """`labctl grade sheet GRADING_FILE --roster R --out DIR`: DIR/<student>/sheet.md."""
+    if len(args.what) != 2 or not args.roster or not args.out:
+        raise LabError("labctl grade sheet needs one grading file, --roster and --out",
+                       "labctl grade sheet GRADING_FILE --roster ROSTER.csv --out DIR")
+    module = variants.load_module(Path(args.what[1]).resolve())
+    students = roster.read(args.roster)
+    for s in students:
+        out = Path(args.out) / s.student / "sheet.md"
+        write_text(out, variants.sheet(module, s.seed or s.student, s.student, s.name))
+    print(f"{len(students)} sheet(s) in {args.out}/<student>/sheet.md")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser("grade", help="grade a class of student labs in parallel",
                        description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("what", nargs="+", metavar="GRADING_FILE | merge DIR...",
-                   help="the grading file (a pytest module), or `merge` and folders")
+    g.add_argument("what", nargs="+", metavar="GRADING_FILE | merge DIR... | sheet FILE",
+                   help="the grading file (a pytest module), `merge` and folders, or "
+                        "`sheet` and a grading file")
     g.add_argument("--roster", metavar="CSV", help="student,name,target[,seed]")
     g.add_argument("--out", metavar="DIR", help="where grades.csv and the students' "
                                                 "folders go")

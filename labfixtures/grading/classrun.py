@@ -79,6 +79,7 @@ def command(run: ClassRun, s: Student, sdir: Path) -> list[str]:
            "-p", "no:cacheprovider", "-o", "addopts=", "--lab-no-reap",
            "--lab-grade-target", str(s.path), "--lab-grade-out", str(sdir),
            "--lab-grade-student", s.student, "--lab-grade-name", s.name,
+           "--lab-grade-seed", s.seed or s.student,
            "--lab-lang", run.lang]
     if run.reveal:
         cmd.append("--reveal")

@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from labfixtures.errors import LabError
-from labfixtures.grading import bundles, outputs
+from labfixtures.grading import bundles, outputs, variants
 from labfixtures.grading.evidence import state_of
 from labfixtures.grading.feedback import points as fmt_points
 from labfixtures.grading.markers import (
@@ -67,7 +67,8 @@ from labfixtures.grading.model import (
 from labfixtures.grading.probes import Prober
 from labfixtures.lab.build import BuiltLab, build
 from labfixtures.lab.lab import Lab
-from labfixtures.lab.labfile import load
+from labfixtures.lab.labfile import load, parse
+from labfixtures.lab.labspec import LabFile
 
 PROP = "labfixtures_grading"  # the user_properties entry a report carries to the controller
 
@@ -119,6 +120,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="the student's id in the reports (default: student)")
     g.addoption("--lab-grade-name", metavar="NAME", default="",
                 help="the student's name in the reports")
+    g.addoption("--lab-grade-seed", metavar="SEED", default=None,
+                help="the seed of the student's variant (the `student` fixture, the "
+                     "module's VARIANTS); default: the student's id")
     g.addoption("--lab-lang", choices=LANGUAGES, default="en",
                 help="the language of the feedback: en or fr (default en)")
     g.addoption("--reveal", action="store_true",
@@ -221,8 +225,10 @@ def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[Built
                     raise LabError("a bundle is restored into the grading file's lab, and "
                                    "this grading file has none",
                                    "set REFERENCE = 'lab.yaml' in the grading module")
-                built = bundles.restore(path, load(ref_path), scoped,
+                built = bundles.restore(path, _reference(request, ref_path), scoped,
                                         scoped.rundir / "submitted-checkpoints")
+            elif path == ref_path:
+                built = build(_reference(request, path), scoped)
             else:
                 built = build(load(path), scoped)
         except LabError as e:
@@ -233,6 +239,27 @@ def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[Built
         finally:
             request.config.stash[STATE].pending_state = state_of(
                 scoped, built.vms, built.hosts)
+
+
+@pytest.fixture(scope="module")
+def student(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The student's variant: the grading module's VARIANTS drawn from the roster's seed
+    (`--lab-grade-seed`, default the student's id), e.g. {"vlan": 7, "tap": 12}."""
+    return _variant(request)
+
+
+def _variant(request: pytest.FixtureRequest) -> dict[str, Any]:
+    config = request.config
+    seed = config.getoption("--lab-grade-seed") or config.getoption("--lab-grade-student")
+    return variants.choose(seed, getattr(request.module, "VARIANTS", {}))
+
+
+def _reference(request: pytest.FixtureRequest, path: Path) -> LabFile:
+    """The REFERENCE lab file, filled in with the student's variant if there are VARIANTS."""
+    if not getattr(request.module, "VARIANTS", None):
+        return load(path)
+    text = variants.fill(path.read_text(), _variant(request), str(path))
+    return parse(yaml.safe_load(text), str(path))
 
 
 def record_state(config: pytest.Config, state: dict[str, Any]) -> None:
