@@ -1,14 +1,18 @@
 """Checkpoint bundles as grading targets, with real VMs: students' bundles graded by
 `labctl grade` in a QEMU confined by seccomp and running as nobody; hostile bundles (a
 link, a path outside the folder, QEMU arguments, a memory size of their own) refused and
-the student not-gradable; a regrade of the same bundle gives the same evidence."""
+the student not-gradable; an SSH agent offered to the grader is never used; a regrade of
+the same bundle gives the same evidence."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -103,16 +107,36 @@ def test_bundles_are_graded_in_a_confined_qemu_and_hostile_ones_refused(bundles,
                     seen[pid] = (int(f["Uid"][1]), int(f["Seccomp"][0]))
             time.sleep(0.05)
 
+    # an SSH agent offering itself to the grader: SSH to a student's VM must never use it
+    agent = socket.socket(socket.AF_UNIX)
+    agent.bind(str(tmp_path / "agent.sock"))
+    agent.listen(8)
+    agent.settimeout(0.1)
+    asked: list[int] = []
+
+    def serve_agent() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = agent.accept()
+                asked.append(1)
+                conn.close()
+
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    agent_thread = threading.Thread(target=serve_agent, daemon=True)
+    agent_thread.start()
     try:
         cp = subprocess.run([sys.executable, "-m", "labfixtures.cli", "grade",
                              str(GRADING_FILE), "--roster", str(roster), "--out",
                              str(tmp_path / "out"), "-n", "2", "--timeout", "120"],
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")})
     finally:
         stop.set()
         watcher.join()
+        agent_thread.join()
+        agent.close()
+    assert not asked, "the grader asked the SSH agent"
     assert cp.returncode == 0, cp.stdout + cp.stderr
     rows = {r["student"]: r for r in csv.DictReader((tmp_path / "out" / "grades.csv").open())}
     assert (rows["alice"]["status"], rows["alice"]["score"]) == ("graded", "13")
