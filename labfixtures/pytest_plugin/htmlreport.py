@@ -19,6 +19,7 @@ named in the test's JUnit `system-out` as GitLab's `[[ATTACHMENT|/abs/path]]`.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -98,13 +99,14 @@ def _text_name(title: str) -> str:
     return artifacts.file_name(re.sub(r"[:, ]+", "-", title).lower()) + ".txt"
 
 
-def evidence(lab: Lab | None, exc: BaseException | None) -> list[Artifact]:
+def evidence(lab: Lab | None, exc: BaseException | None, files: bool = False
+             ) -> list[Artifact]:
     """Everything a failed test leaves: drawing, screens, frames, texts (none may fail)."""
     found: list[Artifact] = []
     if lab is not None:
         for part in ("drawing", "screens", "texts"):
             try:
-                found += _part(lab, part)
+                found += _part(lab, part, files)
             except Exception as e:  # noqa: BLE001 - a report must never hide the failure
                 found.append(Artifact(f"report-error-{part}.txt",
                                       f"labfixtures: could not collect the {part}", "text",
@@ -113,9 +115,9 @@ def evidence(lab: Lab | None, exc: BaseException | None) -> list[Artifact]:
     return found
 
 
-def _part(lab: Lab, part: str) -> list[Artifact]:
+def _part(lab: Lab, part: str, files: bool) -> list[Artifact]:
     if part == "drawing":
-        return [artifacts.lab_drawing(lab)]
+        return artifacts.lab_drawing(lab, png=files)
     if part == "screens":
         return artifacts.screens(lab)
     return [Artifact(_text_name(t), t, "text", s.encode())
@@ -168,21 +170,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     exc = call.excinfo.value if call.excinfo is not None else None
     if lab is None and not frames.of(exc):
         return
-    arts = evidence(lab, exc)
+    arts = evidence(lab, exc, files=folder is not None)
     if use_html:
         rep.extras = getattr(rep, "extras", []) + html_extras(arts)  # type: ignore[attr-defined]
     if folder is not None:
         where = folder / artifacts.file_name(item.nodeid)
         if where.is_dir():  # this test's files of an earlier run
             shutil.rmtree(where)
-        paths = [str(p) for p in artifacts.save(arts, where)]
+        paths = [gitlab_path(p) for p in artifacts.save(arts, where)]
         setattr(rep, ATTACHMENTS, paths)
-        if _junit_logs_stdout(config):
-            rep.sections.append(("Captured stdout lab artifacts", attachment_lines(paths)))
+        if _junit_logs_stdout(config):  # written from the teardown report's sections
+            item.add_report_section(rep.when, "stdout", attachment_lines(paths) + "\n")
+
+
+def gitlab_path(path: Path) -> str:
+    """PATH as an attachment names it: absolute (Jenkins' convention), or relative to
+    $CI_PROJECT_DIR when it is under it (GitLab links a job artifact by that path)."""
+    project = os.environ.get("CI_PROJECT_DIR")
+    if project and path.is_relative_to(Path(project).absolute()):
+        return str(path.relative_to(Path(project).absolute()))
+    return str(path)
 
 
 def attachment_lines(paths: list[str]) -> str:
-    """GitLab's JUnit attachments: one `[[ATTACHMENT|/abs/path]]` line per file."""
+    """GitLab's JUnit attachments: one `[[ATTACHMENT|path]]` line per file."""
     return "\n".join(f"[[ATTACHMENT|{p}]]" for p in paths)
 
 

@@ -22,7 +22,7 @@ from labfixtures.lab.vm import VM
 from labfixtures.report import drawing, frames
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-KINDS = ("svg", "png", "pcap", "text", "html")
+KINDS = ("svg", "png", "pcap", "text", "html", "file")  # file: for the folder only
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,15 @@ def file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:120] or "x"
 
 
-def lab_drawing(lab: Lab) -> Artifact:
-    """LAB drawn as it is now (read back from OVS and netlink), as SVG."""
-    svg = drawing.render(drawing.snapshot(lab), "svg")
-    return Artifact("lab.svg", f"lab {lab.labid} at the moment of failure", "svg", svg)
+def lab_drawing(lab: Lab, png: bool = False) -> list[Artifact]:
+    """LAB drawn as it is now (read back from OVS and netlink), as SVG (and PNG, for the
+    folder: a JUnit viewer shows an image attachment, not always an SVG)."""
+    pic = drawing.snapshot(lab)
+    title = f"lab {lab.labid} at the moment of failure"
+    out = [Artifact("lab.svg", title, "svg", drawing.render(pic, "svg"))]
+    if png:
+        out.append(Artifact("lab.png", title, "file", drawing.render(pic, "png")))
+    return out
 
 
 def has_display(vm: VM) -> bool:
@@ -102,10 +107,11 @@ def frame_artifacts(captured: list[frames.CapturedFrame]) -> list[Artifact]:
 
 
 def save(artifacts: Iterable[Artifact], folder: Path) -> list[Path]:
-    """Write ARTIFACTS into FOLDER (created); their absolute paths."""
+    """Write ARTIFACTS into FOLDER (created); their absolute paths, pictures first (GitLab
+    links the first attachment of a test as its screenshot)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for a in artifacts:
+    for a in sorted(artifacts, key=lambda a: not a.name.endswith(".png")):
         path = (folder / file_name(a.name)).absolute()
         path.write_bytes(a.data)
         paths.append(path)
