@@ -61,11 +61,11 @@ def order(items: list[pytest.Item]) -> list[pytest.Item]:
     of `after` markers is a UsageError."""
     names = {id(i): getattr(i, "originalname", None) or i.name for i in items}
     placed: list[pytest.Item] = []
-    done: set[tuple[str, str]] = set()
+    seen: set[int] = set()
     visiting: set[int] = set()
 
     def place(item: pytest.Item) -> None:
-        if id(item) in {id(p) for p in placed}:
+        if id(item) in seen:
             return
         if id(item) in visiting:
             raise pytest.UsageError(f"{item.nodeid}: the `after` markers make a cycle")
@@ -78,7 +78,7 @@ def order(items: list[pytest.Item]) -> list[pytest.Item]:
                         place(other)
         visiting.discard(id(item))
         placed.append(item)
-        done.add((module, names[id(item)]))
+        seen.add(id(item))
 
     for item in items:
         place(item)
