@@ -35,7 +35,7 @@ from labfixtures.pytest_plugin import report
 from labfixtures.pytest_plugin.regress import run_versions
 from labfixtures.pytest_plugin.stash import LAB_HOST, TEST_LAB
 from labfixtures.regress import versions
-from labfixtures.report import artifacts, frames
+from labfixtures.report import artifacts, drawing, frames
 from labfixtures.report.artifacts import Artifact
 
 ATTACHMENTS = "lab_attachments"  # the report attribute listing the files (xdist-safe)
@@ -124,11 +124,6 @@ def _part(lab: Lab, part: str, files: bool) -> list[Artifact]:
             for t, s in report.failure_sections(lab)]
 
 
-def _inline_svg(svg: bytes) -> str:
-    text = svg.decode(errors="replace")
-    return text[text.find("<svg"):] if "<svg" in text else text
-
-
 def html_extras(arts: list[Artifact]) -> list[dict[str, Any]]:
     """pytest-html extras for ARTS: SVG inline, PNG images, pcap as a download link."""
     from pytest_html import extras  # optional dependency: only when pytest-html is active
@@ -137,7 +132,7 @@ def html_extras(arts: list[Artifact]) -> list[dict[str, Any]]:
     for a in arts:
         if a.kind == "svg":
             out.append(extras.html(f'<div class="lf-drawing"><p><b>{a.title}</b></p>'
-                                   f"{_inline_svg(a.data)}</div>"))
+                                   f"{drawing.svg_element(a.data)}</div>"))
         elif a.kind == "png":
             out.append(extras.png(base64.b64encode(a.data).decode(), name=a.title))
         elif a.kind == "pcap":

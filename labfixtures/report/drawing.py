@@ -330,6 +330,19 @@ def render(pic: Picture, fmt: str = "svg", highlight: Collection[str] = ()) -> b
         return out.read_bytes()
 
 
+def svg_element(svg: bytes) -> str:
+    """Graphviz's SVG output as an `<svg>` element for an HTML page (no XML prolog)."""
+    text = svg.decode(errors="replace")
+    return text[text.find("<svg"):] if "<svg" in text else text
+
+
+def inline_svg(pic: Picture, highlight: Collection[str] = ()) -> str:
+    """PIC as an `<svg>` element to put in an HTML page, the ports or nodes named in
+    HIGHLIGHT in red: e.g. a student's lab with the port of a failed check
+    (`inline_svg(snapshot(student_lab.lab), highlight={"tap2"})`)."""
+    return svg_element(render(pic, "svg", highlight))
+
+
 def write(pic: Picture, path: Path, fmt: str | None = None) -> Path:
     """Render PIC to PATH, the format taken from its suffix unless FMT is given."""
     fmt = fmt or path.suffix.lstrip(".") or "svg"

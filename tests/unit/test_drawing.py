@@ -54,3 +54,11 @@ def test_unknown_format_is_refused_with_the_list(table1):
     with pytest.raises(LabError) as e:
         drawing.render(table1, "jpeg")
     assert "svg" in e.value.remedy and "mermaid" in e.value.remedy
+
+
+def test_inline_svg_for_a_feedback_page_marks_the_highlighted_port_red(table1):
+    svg = drawing.inline_svg(table1, highlight={"tap2"})
+    assert svg.startswith("<svg") and "<?xml" not in svg
+    node = svg[svg.index("<title>port:tap2</title>"):]
+    node = node[:node.index("</g>")]
+    assert 'stroke="red"' in node
