@@ -76,6 +76,9 @@ PACKAGES: tuple[str, ...] = (
     "systemd-sysv", "udev", "kmod", "openssh-server", "iproute2", "ifupdown",
     "iputils-ping", "ethtool", "pciutils", "procps", "lvm2", "parted", "e2fsprogs",
     "rsync", "sudo", "python3", "linux-image-amd64", "initramfs-tools", "zstd", "grub-pc",
+    # UEFI as well (the guide's ovs-startup.sh boots OVMF): GRUB for x86_64-efi beside
+    # grub-pc, the FAT tools for the EFI system partition, sfdisk to number it vda4
+    "grub-efi-amd64-bin", "dosfstools", "fdisk",
 )
 
 #: Host packages the build runs.

@@ -9,7 +9,9 @@ firmware's CD boot), so the scenario and the image build share one code path.
 
 The ISO holds (built with `grub-mkrescue`, i.e. xorriso; the host cannot mount ISO 9660)::
 
-    boot/grub/grub.cfg            BIOS El Torito boot: GRUB on the serial console, timeout 0
+    boot/grub/grub.cfg            El Torito boot, BIOS and UEFI (grub-mkrescue adds an EFI
+                                  image when grub-efi-amd64-bin is on the host): GRUB on
+                                  the serial console, timeout 0
     labfixtures/vmlinuz           the Debian kernel of the tree
     labfixtures/installer.img     busybox initramfs: loads the modules, finds the medium
     labfixtures/root.img          the configured Debian tree as a read-only ext4 image
@@ -46,11 +48,16 @@ FAILED_MARKER = "labfixtures: install failed"
 
 #: Kernel modules of the installer initramfs, loaded in dependency order: the disk and CD-ROM
 #: drivers (virtio, IDE for the `pc` machine, AHCI for `q35`), ISO 9660, loop, ext4, overlay,
-#: device-mapper for LVM.
+#: device-mapper for LVM, FAT for the EFI system partition (the kernel's default codepage 437
+#: and iocharset ascii, utf8 names).
 INSTALLER_MODULES = (
     "virtio_pci", "virtio_blk", "ata_piix", "ahci", "sr_mod", "isofs", "loop",
-    "crc32c_generic", "ext4", "overlay", "dm_mod",
+    "crc32c_generic", "ext4", "overlay", "dm_mod", "vfat", "nls_cp437", "nls_ascii",
+    "nls_utf8",
 )
+
+#: GRUB's x86_64-efi modules on the host: what grub-mkrescue needs for a UEFI-bootable ISO.
+EFI_GRUB_DIR = Path("/usr/lib/grub/x86_64-efi")
 
 #: Size of the blank disk (sparse): the guide's image, smaller.
 DEFAULT_DISK_SIZE = "8G"
@@ -216,6 +223,11 @@ def build_iso(tree: Path, workdir: Path, out: Path,
     if not (tree / "usr/lib/labfixtures/install.sh").exists():
         raise LabError(f"{tree} has no usr/lib/labfixtures/install.sh",
                        "prepare the tree with debian.customize_tree() first")
+    if not EFI_GRUB_DIR.is_dir():  # grub-mkrescue silently makes a BIOS-only ISO without it
+        raise HostResourceError("package", "grub-efi-amd64-bin",
+                                "apt-get install grub-efi-amd64-bin",
+                                problem=f"{EFI_GRUB_DIR} is missing: the installer ISO would "
+                                        "not boot under UEFI")
     release = kernel_release(tree)
     iso_root = workdir / "iso"
     shutil.rmtree(iso_root, ignore_errors=True)
