@@ -188,7 +188,8 @@ class Comparison:
 
     @property
     def guide_broken(self) -> list[guide.StepChange]:
-        return [g for g in self.guide_steps if g.kind == "newly broken"]
+        """Steps of the guide that worked as shown in BASE and no longer do in NEW."""
+        return [g for g in self.guide_steps if g.kind.startswith("newly")]
 
     @property
     def metric_regressions(self) -> list[MetricChange]:
@@ -196,9 +197,12 @@ class Comparison:
 
     @property
     def new_lab_errors(self) -> list[str]:
-        """Lab errors in NEW on tests that BASE could run (not errors there too)."""
+        """Lab errors in NEW on tests that BASE ran (passed, failed or flaky there): those
+        could not be compared. A new test, or one BASE could not run either, is listed
+        but does not stop the comparison."""
         return [i for i in self.lab_errors
-                if (b := self.base_status.get(i)) is None or b.status != "error"]
+                if (b := self.base_status.get(i)) is not None
+                and b.status in ("pass", "fail", "flaky")]
 
     @property
     def comparable(self) -> bool:
@@ -358,9 +362,9 @@ def to_junit(c: Comparison) -> str:
     for m in c.metric_regressions:
         case(f"{m.nodeid}::metric[{m.name}]", "failure", m.describe())
     for g in c.guide_steps:
-        if g.kind in ("newly broken", "still broken", "broken"):
+        if g.kind != "works" and g.kind != "fixed":
             case(f"guide::step {g.new.step}: {g.new.command}",
-                 "failure" if g.kind == "newly broken" else "skipped", g.describe())
+                 "failure" if g.kind.startswith("newly") else "skipped", g.describe())
     for k, v in counts.items():
         suite.set(k, str(v))
     ET.indent(suite)

@@ -82,17 +82,20 @@ class StepChange:
 
     @property
     def kind(self) -> str:
-        """From BASE to NEW, as the guide shows it or not: 'newly broken', 'still broken',
-        'fixed', 'works', or 'broken' (no base)."""
+        """From BASE to NEW: 'newly broken' / 'newly different' (it worked as the guide
+        shows in BASE), 'still broken' / 'still different', 'fixed', 'works'; without a
+        base, 'broken' / 'different'."""
+        new = self.new
+        what = "broken" if new.broken else "different"
         if self.base is None:
-            return "works" if self.new.as_shown else "broken"
-        if not self.new.as_shown:
-            return "newly broken" if self.base.as_shown else "still broken"
+            return "works" if new.as_shown else what
+        if not new.as_shown:
+            return f"newly {what}" if self.base.as_shown else f"still {what}"
         return "works" if self.base.as_shown else "fixed"
 
     def describe(self) -> str:
         text = self.new.describe()
-        if self.kind == "newly broken" and self.base is not None:
+        if self.kind.startswith("newly") and self.base is not None:
             text += f" (it worked on {self.base.tool} {self.base.tool_version})"
         return text
 

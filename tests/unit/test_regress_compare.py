@@ -98,6 +98,13 @@ def test_lab_errors_already_in_base_do_not_stop_the_comparison() -> None:
     assert c.lab_errors == ["a::vm"] and c.exit_status == cmp.NO_REGRESSION
 
 
+def test_lab_errors_of_new_tests_do_not_stop_the_comparison() -> None:
+    base = run("b", t("a::ok", "pass"))
+    new = run("n", t("a::ok", "pass"), t("a::added", "error", error_kind="ImageError"))
+    c = cmp.compare(base, new)
+    assert c.lab_errors == ["a::added"] and c.exit_status == cmp.NO_REGRESSION
+
+
 def test_regression_wins_over_lab_errors_and_no_common_test_cannot_compare() -> None:
     new = run("new", t("a::ok", "fail"), t("a::vm", "error"))
     base = run("base", t("a::ok", "pass"), t("a::vm", "pass"))
@@ -192,4 +199,5 @@ def test_a_guide_step_that_stops_working_is_a_regression_with_its_fix() -> None:
     assert cmp.compare(new, new).exit_status == cmp.NO_REGRESSION  # still broken: known
     assert [x.kind for x in cmp.compare(new, base).guide_steps] == ["fixed"]
     differs = run("n", TestResult("g::a3", "pass", guide=[step("differs", "7.2.22")]))
-    assert cmp.compare(base, differs).guide_broken and not differs.tests[0].guide[0].broken
+    assert [x.kind for x in cmp.compare(base, differs).guide_broken] == ["newly different"]
+    assert not differs.tests[0].guide[0].broken
