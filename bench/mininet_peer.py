@@ -39,12 +39,15 @@ DAEMONS = ("ovs-vswitchd", "ovsdb-server")
 # Every process started below inherits this variable, which is how the outer process finds
 # Mininet's host shells on cleanup: they sit in unnamed namespaces `ip netns pids` can't see.
 TAG_VAR = "LF_MN_PEER_TAG"
-SIZES = (2, 64)
+SIZES = (2, 64)  # --sizes changes them (bench/scale.py passes its own)
 # Debian's mininet does not pull in iputils-ping, and this machine lacks it: busybox has one.
 PING = "ping" if shutil.which("ping") else "busybox ping"
-RESULT_KEYS = ("lab_ready",) + tuple(
-    f"hosts{n}_{phase}" for n in SIZES for phase in ("up", "first_ping", "down")
-)
+
+
+def result_keys(sizes: tuple[int, ...]) -> tuple[str, ...]:
+    return ("lab_ready",) + tuple(
+        f"hosts{n}_{phase}" for n in sizes for phase in ("up", "first_ping", "down")
+    )
 
 
 def status(message: str) -> None:
@@ -159,7 +162,7 @@ def raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def outer(runs: int) -> int:
+def outer(runs: int, sizes: tuple[int, ...]) -> int:
     """Create the namespace and run dir, run the measurement inside, always clean up."""
     netns = f"{NETNS_PREFIX}{os.getpid()}"
     rundir = Path(tempfile.mkdtemp(prefix=f"{netns}-"))
@@ -167,6 +170,7 @@ def outer(runs: int) -> int:
     argv = [
         "ip", "netns", "exec", netns, SYSTEM_PYTHON, str(Path(__file__).resolve()),
         "--inside", "--runs", str(runs), "--rundir", str(rundir),
+        "--sizes", ",".join(map(str, sizes)),
     ]  # fmt: skip
     started = time.perf_counter()
     become_subreaper()
@@ -242,8 +246,8 @@ def start_ovs(rundir: Path) -> float:
     return time.perf_counter() - start
 
 
-def inner(runs: int, rundir: Path) -> int:
-    """Per run: start a private OVS, measure 2 and 64 hosts, stop the OVS.
+def inner(runs: int, rundir: Path, sizes: tuple[int, ...]) -> int:
+    """Per run: start a private OVS, measure each size (2 and 64 hosts), stop the OVS.
 
     The OVS is fresh for every run, so `hosts2_up` includes the one-off cost (~0.1 s) of a
     new ovs-vswitchd's first userspace bridge, as a freshly started lab of ours pays it too.
@@ -255,8 +259,14 @@ def inner(runs: int, rundir: Path) -> int:
     # Mininet.init() calls fixLimits(), which raises host-wide sysctls such as kernel.pty.max
     # and fs.file-max: /proc/sys/kernel is not per namespace. Skip it; 65 ptys are plenty.
     Mininet.inited = True
+    # a few descriptors per host (pty, pipes): 256 hosts need more than a soft limit of 1024;
+    # this process's own limit, raised to its hard limit, nothing host-wide
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     become_subreaper()
-    results: dict[str, list[float]] = {key: [] for key in RESULT_KEYS}
+    results: dict[str, list[float]] = {key: [] for key in result_keys(sizes)}
     failures: list[str] = []
     ovs_version = run("ovs-vswitchd", "--version").split()[3]
     try:
@@ -264,7 +274,7 @@ def inner(runs: int, rundir: Path) -> int:
             try:
                 results["lab_ready"].append(start_ovs(rundir))
                 check_default_db(rundir)
-                for n in SIZES:
+                for n in sizes:
                     up, ping, down, error = measure(n, rundir)
                     results[f"hosts{n}_up"].append(up)
                     results[f"hosts{n}_first_ping"].append(ping)
@@ -280,7 +290,7 @@ def inner(runs: int, rundir: Path) -> int:
                     f"{n} hosts up {results[f'hosts{n}_up'][-1]:.3f} / ping "
                     f"{results[f'hosts{n}_first_ping'][-1]:.3f} / down "
                     f"{results[f'hosts{n}_down'][-1]:.3f} s"
-                    for n in SIZES
+                    for n in sizes
                 )
             )
     finally:
@@ -349,12 +359,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="repetitions (default 5)")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rundir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="numbers of hosts, comma-separated (default %(default)s)")
     args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     if os.geteuid() != 0:
         parser.error("must run as root (network namespaces, Open vSwitch)")
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        return inner(args.runs, args.rundir) if args.inside else outer(args.runs)
+        return (inner(args.runs, args.rundir, sizes) if args.inside
+                else outer(args.runs, sizes))
     except KeyboardInterrupt:
         status("interrupted" + (" (inner process cleaned up)" if args.inside else ""))
         return 130
