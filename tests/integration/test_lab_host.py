@@ -213,3 +213,19 @@ def test_missing_ovs_tool_is_reported(monkeypatch, tmp_path):
         ovs.OvsServer("lf-none", tmp_path, "netdev").start()
     assert (e.value.kind, e.value.resource) == ("binary", "ovsdb-tool")
     assert "apt-get install openvswitch-switch" in e.value.remedy
+
+
+def test_netlink_batch_larger_than_the_socket_buffer(lab):
+    """One ACK per message: 600 in one write overflowed the socket's receive buffer (ENOBUFS,
+    seen at 256 veth hosts); `Rtnl.batch` sends them in chunks."""
+    from labfixtures.net import rtnl
+
+    cidrs = [f"10.77.{i // 250}.{i % 250 + 1}/32" for i in range(600)]
+    try:
+        with rtnl.Rtnl(lab.ns) as nl:
+            nl.batch([rtnl.address(1, c) for c in cidrs], "addresses on lo")
+        on_lo = {a.cidr for a in lab.addresses("lo", socket.AF_INET)}
+        assert on_lo >= set(cidrs)
+    finally:
+        lab.run(["ip", "-4", "addr", "flush", "dev", "lo", "to", "10.77.0.0/16"])
+    assert not [a for a in lab.addresses("lo", socket.AF_INET) if a.cidr.startswith("10.77.")]
