@@ -2,6 +2,7 @@
 what exists (a port moved to another VLAN after `up` is drawn where it is)."""
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -76,3 +77,36 @@ def test_running_lab_is_drawn_from_what_exists(tmp_path):
         down = labctl("down", name)
     assert down.returncode == 0, down.stderr
     assert not netns.exists(f"lf-{name}")
+
+
+HOSTS = """\
+name: {name}
+switches:
+  sw0:
+    svis:
+      - {{vlan: 3, addresses: [198.51.100.1/24]}}
+hosts:
+  h3: {{switch: sw0, vlan: 3, addresses: [198.51.100.3/24]}}
+  up: {{switch: sw0, trunks: [2, 3], native: 5}}
+"""
+
+
+@pytest.mark.root
+def test_running_lab_draws_veth_hosts_from_their_namespaces(tmp_path):
+    name = f"d{secrets.token_hex(3)}"
+    spec = tmp_path / "hosts.yaml"
+    spec.write_text(HOSTS.format(name=name))
+    up = labctl("up", str(spec))
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        dot = labctl("draw", name, "--format", "dot").stdout
+        assert '"sw:sw0" -- "port:up" [label=<trunk 2,3, native 5>]' in dot
+        assert '"sw:sw0" -- "port:h3" [label=<access VLAN 3>]' in dot
+        assert "sw0-vlan3<br/>access VLAN 3<br/>198.51.100.1/24" in dot
+        h3 = next(line for line in dot.splitlines() if line.strip().startswith('"host:h3" ['))
+        # read in h3's own namespace: eth0's MAC and address
+        assert "198.51.100.3/24" in h3 and re.search(r"eth0 ([0-9a-f]{2}:){5}[0-9a-f]{2}", h3)
+        assert '"host:h3" -- "port:h3";' in dot
+    finally:
+        down = labctl("down", name)
+    assert down.returncode == 0, down.stderr
