@@ -373,12 +373,12 @@ def assert_vlan_isolation(sender: object, same_vlan: Sequence[object],
             f"VLAN leak: a broadcast frame sent from {s} arrived on port(s) of another VLAN:"
             + bullets(leaked) +
             "\n  check the `tag` of these ports (`ovs-vsctl list port NAME`)"),
-            _evidence(s, frame, seen, other))
+            _evidence(s, frame, seen, other), [p.switch_port for p in other if seen[p]])
     if missing:
         raise attach(AssertionError(
             f"a broadcast frame sent from {s} did not reach {', '.join(missing)}, which "
             "should be in the same VLAN (check their tags, and that the links are up)"),
-            _evidence(s, frame, seen, ()))
+            _evidence(s, frame, seen, ()), [p.switch_port for p in same if not seen[p]])
 
 
 def assert_trunk_carries(sender: object, trunk: object, vid: int, wait: float = 0.3) -> None:
@@ -399,13 +399,13 @@ def assert_trunk_carries(sender: object, trunk: object, vid: int, wait: float = 
     if not seen:
         raise attach(AssertionError(f"the frame sent from {s} never reached the trunk "
                                     f"{t} (is VLAN {vid} in its `trunks`?)"),
-                     _evidence(s, frame, {}, ()))
+                     _evidence(s, frame, {}, ()), [t.switch_port])
     vids = [_vid(p) for p in seen]
     if vid not in vids:
         got = ", ".join("untagged" if v is None else f"VLAN {v}" for v in vids)
         raise attach(AssertionError(f"the trunk {t} received the frame from "
                                     f"{s} {got}, expected a tag with VID {vid}"),
-                     _evidence(s, frame, {t: seen}, [t]))
+                     _evidence(s, frame, {t: seen}, [t]), [t.switch_port])
 
 
 def assert_foreign_tag_dropped(sender: object, vid: int, receivers: Sequence[object],
@@ -431,4 +431,5 @@ def assert_foreign_tag_dropped(sender: object, vid: int, receivers: Sequence[obj
             f"VLAN hopping: a frame tagged VID {vid} injected on {s} arrived on:"
             + bullets(hopped) +
             f"\n  {s} should be an access port (vlan_mode=access) that drops "
-            "tagged frames"), _evidence(s, frame, seen, rcv))
+            "tagged frames"), _evidence(s, frame, seen, rcv),
+            [s.switch_port, *(p.switch_port for p in rcv if seen[p])])

@@ -106,7 +106,7 @@ def evidence(lab: Lab | None, exc: BaseException | None, files: bool = False
     if lab is not None:
         for part in ("drawing", "screens", "texts"):
             try:
-                found += _part(lab, part, files)
+                found += _part(lab, part, files, frames.highlighted(exc))
             except Exception as e:  # noqa: BLE001 - a report must never hide the failure
                 found.append(Artifact(f"report-error-{part}.txt",
                                       f"labfixtures: could not collect the {part}", "text",
@@ -115,9 +115,9 @@ def evidence(lab: Lab | None, exc: BaseException | None, files: bool = False
     return found
 
 
-def _part(lab: Lab, part: str, files: bool) -> list[Artifact]:
+def _part(lab: Lab, part: str, files: bool, highlight: set[str]) -> list[Artifact]:
     if part == "drawing":
-        return artifacts.lab_drawing(lab, png=files)
+        return artifacts.lab_drawing(lab, png=files, highlight=highlight)
     if part == "screens":
         return artifacts.screens(lab)
     return [Artifact(_text_name(t), t, "text", s.encode())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +38,17 @@ def file_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:120] or "x"
 
 
-def lab_drawing(lab: Lab, png: bool = False) -> list[Artifact]:
+def lab_drawing(lab: Lab, png: bool = False, highlight: Collection[str] = ()
+                ) -> list[Artifact]:
     """LAB drawn as it is now (read back from OVS and netlink), as SVG (and PNG, for the
-    folder: a JUnit viewer shows an image attachment, not always an SVG)."""
+    folder: a JUnit viewer shows an image attachment, not always an SVG); the ports named
+    in HIGHLIGHT (those of a failed check) in red."""
     pic = drawing.snapshot(lab)
-    title = f"lab {lab.labid} at the moment of failure"
-    out = [Artifact("lab.svg", title, "svg", drawing.render(pic, "svg"))]
+    title = f"lab {lab.labid} at the moment of failure" + (
+        f" (in red: {', '.join(sorted(highlight))})" if highlight else "")
+    out = [Artifact("lab.svg", title, "svg", drawing.render(pic, "svg", highlight))]
     if png:
-        out.append(Artifact("lab.png", title, "file", drawing.render(pic, "png")))
+        out.append(Artifact("lab.png", title, "file", drawing.render(pic, "png", highlight)))
     return out
 
 

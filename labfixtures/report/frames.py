@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 ATTRIBUTE = "lab_frames"  # the AssertionError's attribute that carries them
+HIGHLIGHT = "lab_highlight"  # and the one naming the ports to draw in red
 E = TypeVar("E", bound=BaseException)
 
 
@@ -39,10 +40,19 @@ class Row:
     offending: bool
 
 
-def attach(exc: E, frames: Iterable[CapturedFrame]) -> E:
-    """EXC with FRAMES attached (for `raise attach(AssertionError(...), frames)`)."""
+def attach(exc: E, frames: Iterable[CapturedFrame], highlight: Iterable[str | None] = ()
+           ) -> E:
+    """EXC with FRAMES attached (for `raise attach(AssertionError(...), frames)`), and the
+    names of the switch ports to HIGHLIGHT in the lab's drawing (where a frame leaked)."""
     setattr(exc, ATTRIBUTE, list(frames))
+    setattr(exc, HIGHLIGHT, sorted({h for h in highlight if h}))
     return exc
+
+
+def highlighted(exc: BaseException | None) -> set[str]:
+    """The ports a failed check names for the drawing (none for any other exception)."""
+    found = getattr(exc, HIGHLIGHT, None)
+    return {h for h in found if isinstance(h, str)} if isinstance(found, list) else set()
 
 
 def of(exc: BaseException | None) -> list[CapturedFrame]:
@@ -127,5 +137,5 @@ def table_html(frames: Iterable[CapturedFrame]) -> str:
             f'style="border-collapse:collapse"><tr>{head}</tr>{"".join(body)}</table>')
 
 
-__all__ = ["ATTRIBUTE", "CapturedFrame", "Row", "attach", "of", "pcap", "rows",
-           "table_html", "table_text"]
+__all__ = ["ATTRIBUTE", "HIGHLIGHT", "CapturedFrame", "Row", "attach", "highlighted", "of",
+           "pcap", "rows", "table_html", "table_text"]

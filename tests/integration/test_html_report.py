@@ -97,6 +97,10 @@ def test_failed_vlan_check_shows_the_lab_as_it_was_and_its_frames(run):
     edge = re.search(r"<title>sw:sw0&#45;&#45;port:c</title>.*?<text[^>]*>([^<]*)</text>",
                      svg, re.S)
     assert edge and edge.group(1) == "access VLAN 2"
+    # where the frame leaked is drawn in red, and said so above the drawing
+    node = svg[svg.index("<title>port:c</title>"):]
+    assert 'stroke="red"' in node[:node.index("</g>")]
+    assert "in red: c" in drawing
     assert "203.0.113.129/26" in svg
     link = next(p for p in parts if "lf-pcap" in p)
     data = base64.b64decode(re.search(r"base64,([^\"]+)", link).group(1))

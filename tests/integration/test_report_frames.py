@@ -29,6 +29,7 @@ def test_a_leak_attaches_the_leaking_frame(vlans):
         assert_vlan_isolation(a, same_vlan=[b], other_vlans=[c])
     got = frames.of(e.value)
     assert [f.where for f in got if f.offending] == ["heard on c (eth0)"]
+    assert frames.highlighted(e.value) == {"c"}  # the port to draw in red
     assert got[0].where == "sent from a (eth0)" and not got[0].offending
     back = rdpcap(io.BytesIO(frames.pcap(got)))
     assert len(back) == len(got) >= 3  # sent, heard on b, heard on c
@@ -51,6 +52,7 @@ def test_a_hop_attaches_the_tagged_frame(vlans):
     sent = rdpcap(io.BytesIO(frames.pcap(got)))[0]
     assert sent[Dot1Q].vlan == 3
     assert [f.where for f in got if f.offending] == ["heard on c (eth0)"]
+    assert frames.highlighted(e.value) == {"a", "c"}
 
 
 def test_a_trunk_without_the_vlan_attaches_the_frame_sent(lab, switch, veth_host):
@@ -60,3 +62,4 @@ def test_a_trunk_without_the_vlan_attaches_the_frame_sent(lab, switch, veth_host
         assert_trunk_carries(a, t, 2)
     got = frames.of(e.value)
     assert len(got) == 1 and got[0].where == "sent from a (eth0)"
+    assert frames.highlighted(e.value) == {"t"}

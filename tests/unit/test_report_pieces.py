@@ -42,9 +42,11 @@ def test_pcap_reads_back_in_order():
 
 
 def test_frames_ride_on_the_exception_only():
-    e = frames.attach(AssertionError("leak"), captured())
+    e = frames.attach(AssertionError("leak"), captured(), highlight=["c", None])
     assert isinstance(e, AssertionError) and len(frames.of(e)) == 2
+    assert frames.highlighted(e) == {"c"}
     assert frames.of(AssertionError("x")) == [] and frames.of(None) == []
+    assert frames.highlighted(None) == set()
 
 
 def _png(rows: list[bytes], ctype: int = 2) -> bytes:
