@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from labfixtures.errors import LabError
-from labfixtures.grading import bundles, outputs, variants
+from labfixtures.grading import bundles, outputs, untrusted, variants
 from labfixtures.grading.evidence import state_of
 from labfixtures.grading.feedback import points as fmt_points
 from labfixtures.grading.markers import (
@@ -230,7 +230,10 @@ def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[Built
             elif path == ref_path:
                 built = build(_reference(request, path), scoped)
             else:
-                built = build(load(path), scoped)
+                spec = load(path)
+                untrusted.check(spec, untrusted.Limits.of(getattr(request.module, "LIMITS",
+                                                                   None)))
+                built = build(spec, scoped)
         except LabError as e:
             pytest.fail(f"{e.problem}" + (f" ({e.remedy})" if e.remedy else ""),
                         pytrace=False)

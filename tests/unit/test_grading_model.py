@@ -9,7 +9,15 @@ import json
 import pytest
 
 from labfixtures.errors import LabError
-from labfixtures.grading import classrun, evidence, feedback, gradescope, outputs, roster
+from labfixtures.grading import (
+    classrun,
+    evidence,
+    feedback,
+    gradescope,
+    outputs,
+    roster,
+    untrusted,
+)
 from labfixtures.grading.messages import Catalogue
 from labfixtures.grading.model import (
     FAILED,
@@ -28,6 +36,7 @@ from labfixtures.grading.model import (
     titles_from_doc,
 )
 from labfixtures.grading.probes import Prober
+from labfixtures.lab.labfile import parse
 
 
 def spec(name, points=1.0, hidden=False, after=(), fr=None):
@@ -269,3 +278,17 @@ def test_evidence_compares_without_its_timestamps():
     g2.checks[0].probes[0]["ok"] = False
     assert evidence.without_times(e1) != evidence.without_times(evidence.evidence(g2))
 
+
+
+def test_a_student_lab_file_over_the_limits_is_refused_with_every_excess():
+    vm = {"memory": 4096, "vcpus": 8, "nics": [{"user": {}}]}
+    spec = parse({"name": "greedy", "vms": {f"vm{i}": vm for i in range(5)}}, "greedy.yaml")
+    with pytest.raises(LabError) as e:
+        untrusted.check(spec)
+    for words in ("VMs: 5 (at most 4)", "vms.vm0.memory: 4096 (at most 1024)",
+                  "vms.vm4.vcpus: 8 (at most 2)", "memory of all VMs: 20480"):
+        assert words in e.value.problem
+    untrusted.check(spec, untrusted.Limits.of({"vms": 5, "memory_mb": 4096, "vcpus": 8,
+                                                "total_memory_mb": 20480}))
+    with pytest.raises(LabError, match="unknown limit"):
+        untrusted.Limits.of({"cpus": 2})
