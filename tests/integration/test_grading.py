@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from labfixtures.core import netns
+from labfixtures.grading import variants
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -181,3 +182,29 @@ def test_a_killed_run_resumes(tmp_path):
     # (other runs may create namespaces meanwhile: only ours have an `-eth0` router host)
     leftover = {n for n in set(netns.list_names()) - before if n.endswith("-m-eth0")}
     assert not leftover, leftover
+
+
+def test_per_student_variants_a_neighbours_lab_file_does_not_pass(tmp_path):
+    grading = CLASS / "variants" / "test_vlan_variant.py"
+    space = {"vlan": range(10, 40), "tap": range(3, 12)}
+    ann, bo = variants.choose("ann", space), variants.choose("bo", space)
+    assert ann["tap"] != bo["tap"] and ann["vlan"] != bo["vlan"]
+    template = (CLASS / "variants" / "lab.yaml").read_text()
+    # ann builds her lab from her sheet; bo hands in a copy of ann's
+    (tmp_path / "ann.yaml").write_text(variants.fill(template, ann))
+    (tmp_path / "bo.yaml").write_text(variants.fill(template, ann))
+    r = tmp_path / "roster.csv"
+    r.write_text("student,name,target\nann,Ann,ann.yaml\nbo,Bo,bo.yaml\n")
+    cp = labctl("grade", "sheet", str(grading), "--roster", str(r), "--out",
+                str(tmp_path / "sheets"))
+    assert cp.returncode == 0, cp.stderr
+    sheet = (tmp_path / "sheets" / "ann" / "sheet.md").read_text()
+    assert f"**tap{ann['tap']}**" in sheet and f"**VLAN {ann['vlan']}**" in sheet
+    cp = labctl("grade", str(grading), "--roster", str(r), "--out", str(tmp_path / "out"),
+                "-n", "2", "--timeout", "120")
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    got = {x["student"]: (x["status"], x["score"]) for x in rows(tmp_path / "out" /
+                                                                 "grades.csv")}
+    assert got == {"ann": ("graded", "4"), "bo": ("graded", "0")}
+    assert f"no port tap{bo['tap']} on sw0" in (tmp_path / "out" / "bo" /
+                                                 "feedback.md").read_text()
