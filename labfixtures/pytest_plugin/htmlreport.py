@@ -24,6 +24,7 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Generator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def html_extras(arts: list[Artifact]) -> list[dict[str, Any]]:
     out = []
     for a in arts:
         if a.kind == "svg":
-            out.append(extras.html(f'<div class="lf-drawing"><p><b>{a.title}</b></p>'
+            out.append(extras.html(f'<div class="lf-drawing"><p><b>{escape(a.title)}</b></p>'
                                    f"{drawing.svg_element(a.data)}</div>"))
         elif a.kind == "png":
             out.append(extras.png(base64.b64encode(a.data).decode(), name=a.title))
@@ -140,9 +141,9 @@ def html_extras(arts: list[Artifact]) -> list[dict[str, Any]]:
             out.append(extras.html(
                 f'<p><a class="lf-pcap" download="{a.name}" '
                 f'href="data:application/vnd.tcpdump.pcap;base64,{b64}">'
-                f"download {a.name}</a>: {a.title}</p>"))
+                f"download {a.name}</a>: {escape(a.title)}</p>"))
         elif a.kind == "html":
-            out.append(extras.html(f"<p><b>{a.title}</b></p>{a.data.decode()}"))
+            out.append(extras.html(f"<p><b>{escape(a.title)}</b></p>{a.data.decode()}"))
         elif a.kind == "text" and not a.name.startswith("frames"):
             out.append(extras.text(a.data.decode(errors="replace"), name=a.title))
     return out
