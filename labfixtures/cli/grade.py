@@ -18,12 +18,14 @@ from labfixtures.grading.feedback import points
 from labfixtures.grading.model import GRADED, write_text
 
 DESCRIPTION = """Grade a class: each student of ROSTER (CSV: student,name,target[,seed];
-a target is the student's lab file) is graded by GRADING_FILE (a pytest module with
-@pytest.mark.points, after, hidden) in its own sandbox lab, N at a time, each with its
-own time limit. Writes DIR/grades.csv (status graded or not-gradable, never a silent 0)
-and, per student, DIR/<student>/feedback.md, feedback.html, results.json (Gradescope),
-evidence.json and grade.json. Run it again to resume: students already graded are kept
-unless --regrade (their feedback is rendered again, e.g. with --reveal).
+a target is the student's lab file, a checkpoint bundle .tar/.tar.gz, a live lab of
+`labctl up` as lab:NAME, or a running machine as ssh://USER@HOST:PORT) is graded by
+GRADING_FILE (a pytest module with @pytest.mark.points, after, hidden) in its own sandbox
+lab, N at a time, each with its own time limit. Writes DIR/grades.csv (status graded or
+not-gradable, never a silent 0) and, per student, DIR/<student>/feedback.md,
+feedback.html, results.json (Gradescope), evidence.json and grade.json. Run it again to
+resume: students already graded are kept unless --regrade (their feedback is rendered
+again, e.g. with --reveal).
 
 `labctl grade merge DIR... [--out DIR]` joins the folders of --shard runs.
 `labctl grade sheet GRADING_FILE --roster ROSTER.csv --out DIR` writes each student's
@@ -63,7 +65,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         grading_file=Path(args.what[0]), students=roster.read(args.roster),
         out=Path(args.out), jobs=args.n, timeout=args.timeout,
         shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
-        lang=args.lang)
+        lang=args.lang, attach_key=Path(args.attach_key) if args.attach_key else None,
+        attach_netns=args.attach_netns)
     grades = classrun.run_class(run)
     graded = [g for g in grades if g.status == GRADED]
     print(f"{len(graded)} graded, {len(grades) - len(graded)} not gradable: "
@@ -113,4 +116,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="show the hidden checks in feedback.md and results.json")
     g.add_argument("--lang", choices=("en", "fr"), default="en",
                    help="the feedback's language (default en)")
+    g.add_argument("--attach-key", metavar="PATH",
+                   help="private key for ssh:// targets (or the password in "
+                        "LABFIXTURES_ATTACH_PASSWORD); lab:NAME targets need none")
+    g.add_argument("--attach-netns", metavar="NS",
+                   help="the namespace ssh:// targets are reached from")
     g.set_defaults(func=cmd_grade)

@@ -55,6 +55,8 @@ class ClassRun:
     reveal: bool = False
     lang: str = "en"
     pytest_args: list[str] = field(default_factory=list)
+    attach_key: Path | None = None  # for ssh:// targets
+    attach_netns: str | None = None
 
 
 @dataclass
@@ -73,11 +75,29 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def target_args(run: ClassRun, s: Student) -> list[str]:
+    """How the student's pytest reaches the target: a lab file or bundle to build
+    (`--lab-grade-target`), a live lab of `labctl up` (`lab:NAME`: `--lab-attach-lab`),
+    or a running machine (`ssh://[USER@]HOST[:PORT]`, or `NAME=ssh://...` to name it
+    other than vm0: `--lab-attach`, with the class's --attach-key or the password in
+    LABFIXTURES_ATTACH_PASSWORD)."""
+    t = s.target
+    if t.startswith("lab:"):
+        return ["--lab-attach-lab", t[4:]]
+    name, sep, rest = t.partition("=ssh://")
+    if sep or t.startswith("ssh://"):
+        vm, where = (name, rest) if sep else ("vm0", t[6:])
+        key = ["--lab-attach-key", str(run.attach_key)] if run.attach_key else []
+        netns = ["--lab-attach-netns", run.attach_netns] if run.attach_netns else []
+        return ["--lab-attach", f"{vm}={where}", *key, *netns]
+    return ["--lab-grade-target", str(s.path)]
+
+
 def command(run: ClassRun, s: Student, sdir: Path) -> list[str]:
     """The pytest command line that grades student S into SDIR."""
     cmd = [sys.executable, "-m", "pytest", str(run.grading_file.resolve()), "-q",
            "-p", "no:cacheprovider", "-o", "addopts=", "--lab-no-reap",
-           "--lab-grade-target", str(s.path), "--lab-grade-out", str(sdir),
+           *target_args(run, s), "--lab-grade-out", str(sdir),
            "--lab-grade-student", s.student, "--lab-grade-name", s.name,
            "--lab-grade-seed", s.seed or s.student,
            "--lab-lang", run.lang]
@@ -147,10 +167,16 @@ def _finish(run: ClassRun, job: _Job) -> Grade:
 
 
 def _tail(log: Path) -> str:
+    """The error the log ends with: pytest's `ERROR: ...` (and its remedy), else the last
+    `E ...` or `...Error` line, else the last line."""
     with contextlib.suppress(OSError):
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        lines = [ln.rstrip() for ln in log.read_text(errors="replace").splitlines()
+                 if ln.strip()]
+        for i in range(len(lines) - 1, -1, -1):
+            if lines[i].startswith("ERROR:"):
+                return " ".join(ln.strip() for ln in lines[i:i + 2])[:400]
         errors = [ln for ln in lines if "Error" in ln or ln.startswith("E ")]
-        return (errors or lines or [""])[-1].strip()[:300]
+        return (errors or lines or [""])[-1].strip()[:400]
     return ""
 
 

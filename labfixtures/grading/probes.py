@@ -23,22 +23,27 @@ from typing import Any
 
 from labfixtures.errors import LabError
 from labfixtures.grading.model import CheckFailed, Finding, Message
+from labfixtures.guests.guest import Guest
 from labfixtures.guests.ssh import GuestSSH
 
 Hint = str | tuple[str, dict[str, Any]] | Message | None
 
 
+def _is_lab_host(target: object) -> bool:
+    return hasattr(target, "labid") and not isinstance(target, Guest)
+
+
 def target_name(target: object) -> str:
     """What a student calls TARGET: a VM or host by name, the lab host as such."""
-    if hasattr(target, "labid") and not hasattr(target, "nics"):
+    if _is_lab_host(target):
         return "the lab host"
     return str(getattr(target, "name", None) or target)
 
 
 def where_of(target: object) -> Message:
-    if hasattr(target, "labid") and not hasattr(target, "nics"):
+    if _is_lab_host(target):
         return Message("where.lab_host")  # (its namespace is named after the run)
-    if hasattr(target, "nics"):
+    if isinstance(target, Guest):  # a VM of ours, or one attached to (a live lab)
         return Message("where.vm_ssh", {"vm": target_name(target)})
     return Message("where.host", {"host": target_name(target)})
 

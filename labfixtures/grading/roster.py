@@ -60,6 +60,7 @@ def read(path: str | Path) -> list[Student]:
         if not target:
             mistakes.append(f"line {line}: student {sid} has no target")
             continue
+        # lab:NAME and ssh:// targets are not paths (kept as written, `target`)
         resolved = Path(target) if Path(target).is_absolute() else p.parent / target
         students.append(Student(sid, (row.get("name") or "").strip(), target,
                                 resolved.resolve(), (row.get("seed") or "").strip()))

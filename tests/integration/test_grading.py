@@ -208,3 +208,34 @@ def test_per_student_variants_a_neighbours_lab_file_does_not_pass(tmp_path):
     assert got == {"ann": ("graded", "4"), "bo": ("graded", "0")}
     assert f"no port tap{bo['tap']} on sw0" in (tmp_path / "out" / "bo" /
                                                  "feedback.md").read_text()
+
+
+def test_live_labs_are_graded_in_place_and_a_missing_one_is_not_gradable(tmp_path):
+    labs = {"ann": "alice", "bo": "bob"}
+    up = []
+    try:
+        for student, kind in labs.items():
+            cp = labctl("up", str(CLASS / "students" / f"{kind}.yaml"), "--name",
+                        f"grading-live-{student}")
+            assert cp.returncode == 0, cp.stdout + cp.stderr
+            up.append(f"grading-live-{student}")
+        r = tmp_path / "live.csv"
+        r.write_text("student,name,target\n" + "".join(
+            f"{s},{s},lab:grading-live-{s}\n" for s in labs) + "gone,Gone,lab:grading-nope\n")
+        cp = labctl("grade", str(CLASS / "test_table1_live.py"), "--roster", str(r),
+                    "--out", str(tmp_path / "out"), "-n", "2", "--timeout", "60")
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        got = {x["student"]: (x["status"], x["score"]) for x in rows(tmp_path / "out" /
+                                                                     "grades.csv")}
+        assert got == {"ann": ("graded", "7"), "bo": ("graded", "5"),
+                       "gone": ("not-gradable", "")}
+        gone = json.loads((tmp_path / "out" / "gone" / "grade.json").read_text())
+        assert "grading-nope" in gone["reason"]
+        assert "- **Seen:** default via 203.0.113.190 dev eth0" in (
+            tmp_path / "out" / "bo" / "feedback.md").read_text()
+        # graded in place: the labs are still up
+        for name in up:
+            assert labctl("ssh", name, "vm0", "--", "true").returncode == 0
+    finally:
+        for name in up:
+            labctl("down", name)
