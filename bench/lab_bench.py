@@ -10,6 +10,9 @@ Per run, for labfixtures exactly as for the peer (bench/mininet_peer.py):
                  both tools);
   hostsN_first_ping  h1 -> hN, one ICMP echo;
   hostsN_down    the switch and the hosts removed, the lab host kept (a pytest scope);
+                 OVS deletions return without waiting for ovs-vswitchd (net/ovs.py);
+  hostsN_down_applied  the same, until ovs-vswitchd has applied it (`OvsServer.sync`): the
+                 next measure starts on an idle ovs-vswitchd;
   hosts2_*_warm  the same 2 hosts again on the now warm ovs-vswitchd: what every test
                  after a worker's first one pays (Mininet has no such case: each run
                  of it restarts OVS);
@@ -32,7 +35,8 @@ from pathlib import Path
 from labfixtures.lab.lab import HostSpec, Lab
 
 SIZES = (2, 64)
-KEYS = ["lab_ready"] + [f"hosts{n}_{w}" for n in SIZES for w in ("up", "first_ping", "down")] \
+KEYS = ["lab_ready"] + [f"hosts{n}_{w}" for n in SIZES
+                        for w in ("up", "first_ping", "down", "down_applied")] \
     + ["hosts2_up_warm", "hosts2_down_warm", "lab_close"]
 TARGETS = {"lab_ready": 0.2, "hosts2_up": 0.05, "hosts2_down": 0.05, "hosts64_up": 0.3,
            "hosts64_down": 0.15}
@@ -59,6 +63,9 @@ def measure_once(results: dict[str, list[float]]) -> None:
                     results[f"hosts{n}_first_ping"].append(time.perf_counter() - t)
                 t = time.perf_counter()
             results[f"hosts{n}_down{suffix}"].append(time.perf_counter() - t)
+            lab.ovs.sync()
+            if not suffix:
+                results[f"hosts{n}_down_applied"].append(time.perf_counter() - t)
     finally:
         t = time.perf_counter()
         lab.close()

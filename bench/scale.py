@@ -9,8 +9,9 @@ Veth hosts, per size N (one lab host, as a pytest worker keeps it):
   up          one switch and N veth hosts with addresses on its ports;
   first_ping  h1 -> hN, one ICMP echo;
   down        the switch and the hosts removed (the lab host kept). OVS deletions do not
-              wait for ovs-vswitchd (net/ovs.py `OvsServer.delete`): what it still does in
-              the background is paid by the next size's `up` if it is not done by then.
+              wait for ovs-vswitchd (net/ovs.py `OvsServer.delete`);
+  down_applied  down, plus the wait until ovs-vswitchd has applied it (`OvsServer.sync`),
+              so that the next `up` starts on an idle ovs-vswitchd.
 Mininet (bench/mininet_peer.py, same userspace datapath) is measured for the same sizes in
 the same run.
 
@@ -19,7 +20,8 @@ then every QEMU launched (8 launches at a time: each waits for its QMP socket) b
 is waited for; `all_ready` is the wall time from the first launch to the last VM answering
 `true` over SSH (key exchange and login included). Memory per VM, read once all are ready:
 VmRSS of each QEMU process; its PSS (pages shared between the QEMUs, such as the mapped
-kernel file, counted once in all); and the machine's MemAvailable drop divided by K.
+kernel file, counted once in all); and the machine's MemAvailable drop divided by K (in
+the JSON and the table only: other programs on the machine make it noisy).
 
 Writes OUT.json (raw runs, medians, min-max, load averages) and OUT.png (the curves).
 Timings are reported, never asserted (docs/host-facts.md).
@@ -75,6 +77,8 @@ def measure_hosts(lab: Lab, n: int) -> dict[str, float]:
         out["first_ping"] = time.perf_counter() - t
         t = time.perf_counter()
     out["down"] = time.perf_counter() - t
+    lab.ovs.sync()
+    out["down_applied"] = time.perf_counter() - t
     return out
 
 
@@ -157,9 +161,11 @@ def draw(report: dict[str, Any], png: Path) -> None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 5.2))
     hosts = report["hosts"]["medians"]
     sizes = [int(n) for n in hosts]
-    for phase, style in (("up", "o-"), ("down", "s-")):
+    for phase, style, color, label in (
+            ("up", "o-", "C0", "labfixtures up"), ("down", "s-", "C1", "labfixtures down"),
+            ("down_applied", "v:", "C1", "labfixtures down, applied by ovs-vswitchd")):
         ax1.plot(sizes, [hosts[str(n)][phase]["median"] for n in sizes], style,
-                 color="C0" if phase == "up" else "C1", label=f"labfixtures {phase}")
+                 color=color, label=label)
     peer = report.get("mininet_medians") or {}
     for phase, style in (("up", "o--"), ("down", "s--")):
         pts = [(n, peer[f"hosts{n}_{phase}"]["median"]) for n in sizes
@@ -199,9 +205,6 @@ def draw(report: dict[str, Any], png: Path) -> None:
                          alpha=0.15, label="RSS min-max")
         ax3.plot(counts, [vms[str(k)]["pss_mib"]["median"] for k in counts], "s--",
                  color="C5", label="PSS per VM (median)")
-        many = [k for k in counts if k >= 4]  # with fewer, other programs' noise dominates
-        ax3.plot(many, [vms[str(k)]["avail_drop_mib_per_vm"]["median"] for k in many],
-                 "^:", color="C7", label="MemAvailable drop / VM (K ≥ 4)")
         ax3.axhline(GOAL_RSS_MB, color="red", ls="--", lw=1,
                     label=f"goal: ≤ {GOAL_RSS_MB:.0f} MB each")
         ax3.set_ylim(bottom=0)
@@ -264,7 +267,8 @@ def main() -> int:
     finally:
         lab.close()
     report["hosts"] = {"runs": raw, "medians": {
-        n: {k: summary([r[k] for r in runs]) for k in ("up", "first_ping", "down", "load")}
+        n: {k: summary([r[k] for r in runs])
+            for k in ("up", "first_ping", "down", "down_applied", "load")}
         for n, runs in raw.items()}}
     if counts:
         report["vms"] = {"runs": vm_raw, "medians": {
@@ -288,12 +292,13 @@ def main() -> int:
 
     print(f"\nveth hosts, medians of {args.runs} (min-max), seconds; load at start "
           f"{report['load_start']:.1f}")
-    print(f"{'N':>5}{'up':>22}{'down':>22}{'Mininet up':>14}{'Mininet down':>14}")
+    print(f"{'N':>5}{'up':>22}{'down':>22}{'down applied':>22}{'Mininet up':>14}"
+          f"{'Mininet down':>14}")
     pm = report.get("mininet_medians", {})
     for n in sizes:
         m = report["hosts"]["medians"][str(n)]
         row = f"{n:>5}"
-        for k in ("up", "down"):
+        for k in ("up", "down", "down_applied"):
             row += f"{m[k]['median']:>8.3f} ({m[k]['min']:.3f}-{m[k]['max']:.3f})"
         for k in ("up", "down"):
             v = pm.get(f"hosts{n}_{k}")
