@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labfixtures import guestimages  # noqa: E402
-from labfixtures.core import netns
+from labfixtures.core import netns, runner  # noqa: E402
 from labfixtures.core.addressing import eui64_link_local  # noqa: E402
 from labfixtures.guests.ssh import GuestSSH  # noqa: E402
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, detect  # noqa: E402
@@ -58,7 +58,7 @@ def make_tap(ns: str, name: str) -> None:
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         finally:
             os.close(fd)
-    netns.run(ns, ["ip", "link", "set", name, "up"])
+    runner.run(["ip", "link", "set", name, "up"], netns=ns)
 
 
 def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
@@ -210,7 +210,7 @@ def main() -> int:
             ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{i}"
             netns.create(ns)
             try:
-                netns.run(ns, ["ip", "link", "set", "lo", "up"])
+                runner.run(["ip", "link", "set", "lo", "up"], netns=ns)
                 if args.net == "tap":
                     make_tap(ns, "tap2")
                 with tempfile.TemporaryDirectory(prefix="lf-bench-") as tmp:
