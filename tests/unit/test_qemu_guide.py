@@ -106,14 +106,17 @@ def test_on_a_host_that_can_do_everything_it_is_the_script_option_for_option():
     expected = script_pairs()
     # what labfixtures adds: the console's log file (same telnet listener) and QMP
     added = [p for p in got if p not in expected]
-    assert [p[0] for p in added] == ["-chardev", "-serial", "-qmp"], added
+    assert [p[0] for p in added] == ["-chardev", "-serial", "-spice", "-qmp"], added
+    assert ("-spice", "port=5902,addr=127.0.0.1,disable-ticketing=on") in added
     assert added[0][1] == ("socket,id=serial0,host=localhost,port=2302,telnet=on,server=on,"
                            "wait=off,logfile=/run/lab/vm0.serial.log")
-    assert [p for p in expected if p not in got] == []
+    assert [p for p in expected if p not in got] == [
+        ("-spice", "port=5902,addr=localhost,disable-ticketing=on")]
     # the script's order is kept for what it gives
-    assert [p for p in got if p in expected] == expected
+    assert [p for p in got if p in expected] == [p for p in expected if p[0] != "-spice"]
     assert set(replacements(spec(), KVM_HOST)) == {
-        "-daemonize", "-serial telnet:localhost:PORT,server,nowait", "l2-cache-size="}
+        "-daemonize", "-spice addr=localhost", "-serial telnet:localhost:PORT,server,nowait",
+        "l2-cache-size="}
 
 
 def test_on_this_host_only_kvm_vmx_vhost_and_the_vcpus_are_replaced_and_said():
@@ -125,6 +128,7 @@ def test_on_this_host_only_kvm_vmx_vhost_and_the_vcpus_are_replaced_and_said():
         ("-cpu", "max,l3-cache=on,+vmx"),
         ("-netdev", "tap,queues=2,ifname=tap2,id=net2,script=no,downscript=no,vhost=on"),
         ("-smp", "8,threads=2"),
+        ("-spice", "port=5902,addr=localhost,disable-ticketing=on"),
     }
     assert opt(argv, "-machine") == ["type=q35,accel=tcg,kernel-irqchip=split"]
     assert opt(argv, "-cpu") == ["max,l3-cache=on"]
@@ -148,7 +152,7 @@ def test_vcpus_are_configurable_and_capped_at_the_host_by_default():
 
 def test_listeners_are_on_localhost_at_the_guides_port_numbers():
     argv = build_guide_argv(spec(nics=[NicSpec(number=7)]), THIS_HOST, tpm_socket=TPM)
-    assert opt(argv, "-spice") == ["port=5907,addr=localhost,disable-ticketing=on"]
+    assert opt(argv, "-spice") == ["port=5907,addr=127.0.0.1,disable-ticketing=on"]
     serial = [c for c in opt(argv, "-chardev") if c.startswith("socket,id=serial0")]
     assert serial and "host=localhost,port=2307," in serial[0]
 
