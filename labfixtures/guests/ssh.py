@@ -134,12 +134,16 @@ class GuestSSH:
             try:
                 sock = open_socket(self.host, self.port, self.netns, self.connect_timeout)
                 # slirp's hostfwd accepts before the guest listens: wait for the banner
-                # only briefly, but give key exchange time (slow under TCG on a busy host)
+                # only briefly at first, but give key exchange time (slow under TCG on a
+                # busy host). The banner wait grows with the attempts: a guest sshd that
+                # needs more than 2 s for it (a TCG guest on an overloaded host) is
+                # otherwise dropped before it answers, again and again.
+                banner = min(max(2 * self.connect_timeout, 2.0) * attempts, 30.0)
                 with _quiet_paramiko():
                     client.connect(self.host, self.port, username=self.user, pkey=pkey,
                                    password=self.password,
                                    sock=sock, timeout=self.connect_timeout,
-                                   banner_timeout=max(2 * self.connect_timeout, 2.0),
+                                   banner_timeout=banner,
                                    auth_timeout=15.0, look_for_keys=False,
                                    allow_agent=False)
                 self._client = client
