@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ class CheckFailed(AssertionError):
     """A check's failure with its finding (and, for partial credit, the SHARE in [0, 1]
     of the check's points still earned). The probes raise it; a grading file may too."""
 
-    def __init__(self, finding: Finding, share: float = 0.0) -> None:
+    def __init__(self, finding: Finding, share: float = 0.0,
+                 render: Callable[[Message], str] | None = None) -> None:
+        """RENDER makes a message text for pytest's own report (the probes give the
+        English catalogue's); the feedback renders the finding again, in its language."""
         self.finding = finding
         self.share = min(1.0, max(0.0, share))
         parts = []
@@ -92,7 +96,7 @@ class CheckFailed(AssertionError):
                          ("expected", finding.expected), ("seen", finding.seen),
                          ("hint", finding.hint)):
             if m is not None:
-                parts.append(f"{label}: {_english(m)}")
+                parts.append(f"{label}: {(render or _english)(m)}")
         if finding.details:
             parts.append(finding.details)
         super().__init__("\n".join(parts) or "check failed")

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from labfixtures.errors import LabError
+from labfixtures.grading.messages import Catalogue
 from labfixtures.grading.model import CheckFailed, Finding, Message
 from labfixtures.guests.guest import Guest
 from labfixtures.guests.ssh import GuestSSH
 
 Hint = str | tuple[str, dict[str, Any]] | Message | None
+ENGLISH = Catalogue()  # the text of a failure in pytest's own report
 
 
 def _is_lab_host(target: object) -> bool:
@@ -70,7 +72,8 @@ class Prober:
         if ok:
             return
         raise CheckFailed(Finding(probe, where, expected, seen,
-                                  _hint(hint, expected, seen, target, values)), share)
+                                  _hint(hint, expected, seen, target, values)), share,
+                          render=lambda m: ENGLISH.render(m, "en"))
 
     # -- switches ---------------------------------------------------------------------------
 
