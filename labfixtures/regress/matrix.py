@@ -128,8 +128,10 @@ SYMBOL = {"pass": "pass", "fail": "FAIL", "error": "ERROR", "skip": "skip", "fla
 
 
 def table(runs: Mapping[Cell, Results]) -> str:
-    """Markdown: one row per test, one column per cell."""
-    order = sorted(runs)
+    """Markdown: one row per test, one column per cell (the default kernel and the host's
+    QEMU first: the reference cell is the first column)."""
+    order = sorted(runs, key=lambda c: (c.kernel != DEFAULT_KERNEL, c.kernel,
+                                        c.qemu != HOST_QEMU, c.qemu))
     tests = sorted({t.nodeid for r in runs.values() for t in r.tests})
     head = ["test"] + [c.label() for c in order]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
