@@ -137,12 +137,14 @@ class GuestSSH:
                 # only briefly at first, but give key exchange time (slow under TCG on a
                 # busy host). The banner wait grows with the attempts: a guest sshd that
                 # needs more than 2 s for it (a TCG guest on an overloaded host) is
-                # otherwise dropped before it answers, again and again.
+                # otherwise dropped before it answers, again and again. The key exchange
+                # gets the same time (paramiko's `timeout`: past it, connect() fails with
+                # "No existing session", seen after a reboot under load 17).
                 banner = min(max(2 * self.connect_timeout, 2.0) * attempts, 30.0)
                 with _quiet_paramiko():
                     client.connect(self.host, self.port, username=self.user, pkey=pkey,
                                    password=self.password,
-                                   sock=sock, timeout=self.connect_timeout,
+                                   sock=sock, timeout=banner,
                                    banner_timeout=banner,
                                    auth_timeout=15.0, look_for_keys=False,
                                    allow_agent=False)

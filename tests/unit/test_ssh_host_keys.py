@@ -1,5 +1,6 @@
-"""GuestSSH and the known-hosts file: a new host is remembered, a changed key is refused
-with HostKeyChangedError (host, fingerprints) and never replaced in the file.
+"""GuestSSH's handshake: the known-hosts file (a new host is remembered, a changed key is
+refused with HostKeyChangedError (host, fingerprints) and never replaced in the file), and
+a slow key exchange (a TCG guest on a loaded host) waited for instead of retried forever.
 
 An in-process paramiko server on 127.0.0.1 stands for the guest (no VM: the scenario
 test_s06_tuning does the same with a real guest whose sshd keys are regenerated).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -26,11 +28,28 @@ class _Server(paramiko.ServerInterface):
         return paramiko.AUTH_SUCCESSFUL
 
 
+class _Slow:
+    """A server socket whose sends after the first (the banner) wait DELAY seconds."""
+
+    def __init__(self, sock: socket.socket, delay: float) -> None:
+        self._sock, self._delay, self._sent = sock, delay, 0
+
+    def send(self, data: bytes) -> int:
+        self._sent += 1
+        if self._sent > 1:
+            time.sleep(self._delay)
+        return self._sock.send(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
 class FakeGuest:
     """An SSH server on 127.0.0.1:PORT that accepts any public key, with HOST_KEY."""
 
-    def __init__(self, host_key: paramiko.PKey) -> None:
+    def __init__(self, host_key: paramiko.PKey, send_delay: float = 0.0) -> None:
         self.host_key = host_key  # for the next connections: may change
+        self.send_delay = send_delay  # before each packet after the banner: a slow guest
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -45,7 +64,7 @@ class FakeGuest:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            t = paramiko.Transport(conn)
+            t = paramiko.Transport(_Slow(conn, self.send_delay) if self.send_delay else conn)
             t.add_server_key(self.host_key)
             self.transports.append(t)
             try:
@@ -125,3 +144,20 @@ def test_fingerprint_is_openssh_sha256(tmp_path):
     fp = fingerprint(key)
     assert fp.startswith("SHA256:") and len(fp) == 7 + 43 and not fp.endswith("=")
     assert fingerprint(paramiko.ECDSAKey(data=key.asbytes())) == fp
+
+
+def test_a_slow_key_exchange_is_waited_for(tmp_path, client_key, guest_keys):
+    """The guest answers its banner at once but takes about a second for the key exchange:
+    with a 0.3 s connect timeout, every attempt used to give up after 0.3 s ("No existing
+    session") until the deadline; the wait now grows with the attempts (2 s at first)."""
+    guest = FakeGuest(guest_keys[0], send_delay=0.4)
+    try:
+        t0 = time.monotonic()
+        conn = GuestSSH("127.0.0.1", guest.port, user="etu", key=client_key,
+                        known_hosts=tmp_path / "known_hosts",
+                        connect_timeout=0.3).connect(deadline=8.0)
+        assert conn.active
+        conn.close()
+        assert time.monotonic() - t0 < 8.0
+    finally:
+        guest.close()
