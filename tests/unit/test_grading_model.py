@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace as NS
 
 import pytest
 
@@ -37,6 +38,7 @@ from labfixtures.grading.model import (
 )
 from labfixtures.grading.probes import Prober
 from labfixtures.lab.labfile import parse
+from labfixtures.net.netlink import Address, Link, Neighbour, Route
 
 
 def spec(name, points=1.0, hidden=False, after=(), fr=None):
@@ -292,3 +294,40 @@ def test_a_student_lab_file_over_the_limits_is_refused_with_every_excess():
                                                 "total_memory_mb": 20480}))
     with pytest.raises(LabError, match="unknown limit"):
         untrusted.Limits.of({"cpus": 2})
+
+
+def test_the_state_names_the_lab_hosts_random_macs_and_keeps_the_students():
+    svi_mac = "5a:7d:28:df:03:56"
+    svi_ll = "fe80::587d:28ff:fedf:356"
+
+    class Target:
+        def __init__(self, addrs, neigh):
+            self._a, self._n = addrs, neigh
+
+        def addresses(self):
+            return self._a
+
+        def routes(self, family):
+            return [Route("default", "203.0.113.129", "eth0", family, "boot", "global")] \
+                if family == 2 else []
+
+        def neighbours(self):
+            return self._n
+
+    lab = Target([Address("sw0-vlan2", svi_ll, 64, 10, "link")],
+                 [Neighbour("203.0.113.130", "b8:ad:ca:fe:00:02", "sw0-vlan2", "STALE", 2),
+                  Neighbour("fe80::1", "aa:aa:aa:aa:aa:aa", "eth0", "REACHABLE", 10),
+                  Neighbour("ff02::16", "33:33:00:00:00:16", "sw0", "NOARP", 10)])
+    lab.nl = NS(links=lambda: [Link(5, "sw0-vlan2", svi_mac, True, True, "internal", 1500)],
+                sysctl=lambda key: "1")
+    lab.switches, lab.hosts = {}, {}
+    vm = Target([], [Neighbour("203.0.113.129", svi_mac, "eth0", "REACHABLE", 2)])
+    state = evidence.state_of(lab, {"vm0": vm})
+    assert state["lab_host"]["addresses"] == [
+        "<fe80 of sw0-vlan2>/64 dev sw0-vlan2 scope link"]
+    assert state["lab_host"]["neighbours"] == [
+        "203.0.113.130 dev sw0-vlan2 lladdr b8:ad:ca:fe:00:02"]
+    assert state["vms"]["vm0"]["neighbours"] == ["203.0.113.129 dev eth0 lladdr <sw0-vlan2>"]
+    assert state["vms"]["vm0"]["routes"] == [
+        "default via 203.0.113.129 dev eth0 proto boot scope global"]
+    assert state["lab_host"]["forwarding"] == "1"
