@@ -156,3 +156,14 @@ def test_prerequisites_run_first_and_cycles_are_refused(tmp_path):
             pass
         ''')
     assert r.returncode == 4 and "cycle" in r.stderr
+
+
+def test_the_same_grade_under_xdist(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(tmp_path, GRADING, "--lab-grade-out", str(one))
+    run(tmp_path, GRADING, "--lab-grade-out", str(two), "-n", "2", "--dist", "loadscope")
+    a, b = (json.loads((d / "grade.json").read_text()) for d in (one, two))
+    assert (b["score"], b["max_score"], b["lab"]) == (5, 11, "Arithmetic lab")
+    assert [(c["spec"]["name"], c["outcome"], c["score"]) for c in a["checks"]] == \
+        [(c["spec"]["name"], c["outcome"], c["score"]) for c in b["checks"]]
+    assert b["messages"]["fr"]["hint.two"] == "deux vaut {expected}"
