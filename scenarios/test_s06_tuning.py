@@ -12,6 +12,7 @@ on its own qcow2 overlay of the image. What the section asks, done and checked:
    /dev/mapper/vm0-root / ext4 relatime,data=writeback,commit=6000,barrier=0,errors=remount-ro 0 1
        # tune2fs -o journal_data_writeback /dev/mapper/vm0-root
        # tune2fs -l /dev/mapper/vm0-root | grep '^Default mount options:'
+   (the guide's options on the root's line; its dump and pass fields stay the image's),
    then a real reboot (the guest powers off, QEMU exits, the VM boots again: a new boot
    id). The options are read back from the mounted file system: /proc/mounts (rw,
    relatime, nobarrier, commit=6000) and /proc/fs/ext4/dm-N/options (data=writeback: the
