@@ -1,11 +1,13 @@
 """Checkpoint bundles as grading targets, with real VMs: students' bundles graded by
 `labctl grade` in a QEMU confined by seccomp and running as nobody; hostile bundles (a
 link, a path outside the folder, QEMU arguments, a memory size of their own) refused and
-the student not-gradable; an SSH agent offered to the grader is never used; a regrade of
-the same bundle gives the same evidence."""
+the student not-gradable; an SSH agent offered to the grader is never used; a host key
+is never carried from one student to the next; a regrade of the same bundle gives the
+same evidence."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import hashlib
@@ -16,13 +18,19 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from labfixtures import checkpoint
 from labfixtures.grading.evidence import without_times
+from labfixtures.guests.ssh import GuestSSH
+from labfixtures.lab.build import build
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.labfile import load
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -172,3 +180,46 @@ def test_regrading_a_bundle_gives_the_same_evidence(bundles, tmp_path):
     vm0 = first["state"]["vms"]["vm0"]
     assert any("default via 203.0.113.190" in r for r in vm0["routes"])
     assert "203.0.113.129 dev eth0 lladdr <sw0-vlan2>" in vm0["neighbours"]
+
+
+def server_key(conn: GuestSSH) -> str:
+    return conn._client.get_transport().get_remote_server_key().get_base64()  # type: ignore[union-attr]
+
+
+def bundle_with_its_own_host_key(out: Path) -> Path:
+    """alice's lab, but the VM's SSH host key replaced by a fresh one (as a student who
+    regenerated it would hand in), saved and exported like make_bundles.py does."""
+    key = out / "new_host_key"
+    subprocess.run(["dropbearkey", "-t", "ed25519", "-f", str(key)], check=True,
+                   capture_output=True)
+    b64 = base64.b64encode(key.read_bytes()).decode()
+    with Lab.open() as host, host.scope("mallory") as lab, \
+            tempfile.TemporaryDirectory() as tmp:
+        vm = build(load(CLASS / "students" / "alice.yaml"), lab).vms["vm0"]
+        hk = "/etc/dropbear/dropbear_ed25519_host_key"
+        before = server_key(vm.ssh())
+        vm.run(f"echo {b64} | base64 -d > {hk} && kill $(cat /run/dropbear.pid) && "
+               f"dropbear -r {hk} -s -P /run/dropbear.pid", check=True)
+        address, port, netns = vm.ssh_target()
+        with GuestSSH(address, port, key=vm.image.private_key, netns=netns) as fresh:
+            fresh.connect(deadline=20)
+            assert server_key(fresh) != before, "the VM now shows another host key"
+        store = checkpoint.CheckpointStore(tmp)
+        checkpoint.save(vm, "submitted", store=store)
+        return checkpoint.export("vm0", "submitted", out / "mallory.tar", store=store)
+
+
+def test_a_host_key_is_never_carried_from_one_student_to_the_next(bundles, tmp_path):
+    mallory = bundle_with_its_own_host_key(tmp_path)
+    roster = tmp_path / "roster.csv"
+    # one at a time, at the same address: alice's VM key first, then mallory's other key
+    roster.write_text(f"student,name,target\nalice,A,{bundles / 'alice.tar'}\n"
+                      f"mallory,M,{mallory}\n")
+    cp = subprocess.run([sys.executable, "-m", "labfixtures.cli", "grade",
+                         str(GRADING_FILE), "--roster", str(roster), "--out",
+                         str(tmp_path / "out"), "-n", "1", "--timeout", "120"],
+                        capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    rows = [(r["student"], r["status"], r["score"]) for r in
+            csv.DictReader((tmp_path / "out" / "grades.csv").open())]
+    assert rows == [("alice", "graded", "13"), ("mallory", "graded", "13")], cp.stdout
