@@ -32,7 +32,7 @@ class Switch:
         self.deleted = True
         self.lab._s.switches.pop(self.name, None)
         if self.lab._s.ovs is not None:
-            self.lab._s.ovs.delete("--if-exists", "del-br", self.name)
+            self.lab._s.ovs.delete_bridge(self.name)
 
     def __repr__(self) -> str:
         return f"Switch({self.name!r})"

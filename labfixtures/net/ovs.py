@@ -18,12 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfixtures.core import procs
+from labfixtures.core import netns, procs
 from labfixtures.core.runner import run
 from labfixtures.errors import CommandError, HostResourceError, LabError
+from labfixtures.net.rtnl import ifindex
 
 SCHEMA_CANDIDATES = (
     "/usr/share/openvswitch/vswitch.ovsschema",
@@ -130,6 +133,7 @@ class OvsServer:
         }
         self._pids: dict[str, int] = {}
         self._unsynced = False  # a deletion ovs-vswitchd may not have applied yet
+        self._pending_bridges: list[str] | None = []  # None: a deletion other than del-br
         self._syncs = 0
 
     @property
@@ -185,9 +189,9 @@ class OvsServer:
         """Run `ovs-vsctl ARGS` against this instance; `--` separates commands.
 
         Unless ARGS has `--no-wait`, ovs-vsctl returns once ovs-vswitchd has applied the
-        change; after a `delete()` it first waits for the deletion to be applied (`sync`)."""
+        change; after a `delete()` it first makes sure the deletion was read (`_settle`)."""
         if self._unsynced and "--no-wait" not in args:
-            self.sync(timeout)
+            self._settle(timeout)
         argv = ["ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={int(timeout)}", *args]
         p = run(argv, env=self.env, timeout=None, check=False)
         if p.returncode != 0:
@@ -201,23 +205,58 @@ class OvsServer:
         there: ~15 ms per port, mostly idle (docs/host-facts.md). Waiting for that made a
         64-port teardown last ~1 s.
 
-        The next waiting `vsctl` (any add) first waits for this deletion to be applied:
-        had ovs-vswitchd still been busy when a bridge of the same name was re-created,
+        The next waiting `vsctl` (any add) first makes sure ovs-vswitchd has read this
+        deletion (`_settle`): had it still been busy when a bridge of the same name was
+        re-created,
         it would see one bridge `sw0` changed, not one deleted and one added, and the new
         `sw0` would keep the old one's OpenFlow flows (measured)."""
         self.vsctl("--no-wait", *args)
         self._unsynced = True
+        self._pending_bridges = None
+
+    def delete_bridge(self, name: str) -> None:
+        """`delete("--if-exists", "del-br", NAME)`; the next waiting call can then tell it
+        was read by ovs-vswitchd without an ovs-vsctl of its own: the bridge's own
+        interface NAME leaves the lab namespace when ovs-vswitchd applies the deletion."""
+        pending = self._pending_bridges if self._unsynced else []
+        self.delete("--if-exists", "del-br", name)
+        self._pending_bridges = None if pending is None else [*pending, name]
+
+    def _settle(self, timeout: float) -> None:
+        """Before a waiting change: make sure ovs-vswitchd has read the pending deletions,
+        so that the change reaches it in a later reconfiguration (see `delete`)."""
+        bridges = self._pending_bridges
+        if bridges and self._interfaces_gone(bridges, within=2.0):
+            self._unsynced = False
+            self._pending_bridges = []
+            return
+        self.sync(timeout)
+
+    def _interfaces_gone(self, names: list[str], within: float) -> bool:
+        with netns.entered(self.ns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            deadline = time.monotonic() + within
+            while any(ifindex(sock, n) is not None for n in names):
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.001)
+            return True
+        finally:
+            sock.close()
 
     def sync(self, timeout: float = 30) -> None:
         """Return once ovs-vswitchd has applied every change made so far (a change that
         only bumps `next_cfg` and waits for `cur_cfg`, as every waiting ovs-vsctl does)."""
         self._unsynced = False
         self._syncs += 1
+        pending, self._pending_bridges = self._pending_bridges, []
         try:
             self.vsctl("set", "Open_vSwitch", ".", f"external_ids:labfixtures-sync={self._syncs}",
                        timeout=timeout)
         except BaseException:
             self._unsynced = True
+            self._pending_bridges = pending
             raise
 
     def transaction(self) -> Transaction:
