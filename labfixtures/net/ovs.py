@@ -207,9 +207,8 @@ class OvsServer:
 
         The next waiting `vsctl` (any add) first makes sure ovs-vswitchd has read this
         deletion (`_settle`): had it still been busy when a bridge of the same name was
-        re-created,
-        it would see one bridge `sw0` changed, not one deleted and one added, and the new
-        `sw0` would keep the old one's OpenFlow flows (measured)."""
+        re-created, it would see one bridge `sw0` changed, not one deleted and one added,
+        and the new `sw0` would keep the old one's OpenFlow flows (measured)."""
         self.vsctl("--no-wait", *args)
         self._unsynced = True
         self._pending_bridges = None
