@@ -17,7 +17,7 @@ reason (`Machine` writes them in the launch record and the `.cmdline` file):
 * fewer host cores than the script's 8 vCPUs: `-smp` capped at the host's cores
   (`MachineSpec.vcpus` > 1 chooses another number);
 * `-daemonize` is not used: labfixtures supervises QEMU (pid, QMP, serial log);
-* SPICE's `addr=localhost` is written `addr=127.0.0.1` (see SPICE_ADDR);
+* SPICE's `addr=localhost` is written numerically, 127.0.0.1 or ::1 (qemu/guidehost.py);
 * additions the lab needs: a QMP socket, and a `logfile=` on the telnet console (the lab
   reads the console; the telnet listener is the script's).
 """
@@ -31,13 +31,6 @@ from labfixtures.core.addressing import spice_port, telnet_port
 from labfixtures.errors import LabError
 from labfixtures.qemu.cmdline import QEMU, disk_format, q
 from labfixtures.qemu.spec import MachineSpec, NicSpec
-
-#: SPICE's listening address. The script says `addr=localhost`; SPICE resolves it with
-#: AI_ADDRCONFIG, and in a lab namespace that has an IPv6 link-local address (a tap with
-#: its carrier up) but no IPv4 one besides loopback, glibc then drops 127.0.0.1 and, with
-#: no `::1 localhost` line in /etc/hosts, QEMU fails ("getaddrinfo(localhost,5902):
-#: Temporary failure in name resolution"). The same address, numeric.
-SPICE_ADDR = "127.0.0.1"
 
 #: the script's `-smp 8,threads=2` and `-netdev tap,queues=2`
 GUIDE_VCPUS = 8
@@ -53,6 +46,9 @@ class GuideHost:
     accel: str  # 'kvm' or 'tcg'
     vhost_net: bool
     cpus: int
+    #: SPICE's `addr=`: the script's `localhost`, numeric, in the family that SPICE's
+    #: AI_ADDRCONFIG lookup accepts in the lab namespace (qemu/guidehost.py)
+    spice_addr: str = "127.0.0.1"
 
 
 def guide_vcpus(spec: MachineSpec, host_cpus: int) -> int:
@@ -114,9 +110,9 @@ def replacements(spec: MachineSpec, host: GuideHost) -> dict[str, str]:
     options every labfixtures machine changes: -daemonize and the console's log file)."""
     out: dict[str, str] = {
         "-daemonize": "not used: labfixtures supervises QEMU (pid file, QMP, serial log)",
-        "-spice addr=localhost": (f"addr={SPICE_ADDR} (SPICE resolves localhost with "
-                                  "AI_ADDRCONFIG: in a lab namespace with IPv6 link-local "
-                                  "addresses only, it would not resolve)"),
+        "-spice addr=localhost": (f"addr={host.spice_addr} (SPICE resolves its address "
+                                  "with AI_ADDRCONFIG: in a lab namespace with IPv6 "
+                                  "link-local addresses only, localhost and 127.0.0.1 fail)"),
     }
     host_said = host_replacements(host, vcpus=spec.vcpus)
     if not any(n.kind == "tap" for n in spec.nics):
@@ -188,7 +184,8 @@ def build_guide_argv(spec: MachineSpec, host: GuideHost, *, tpm_socket: Path | N
              "-k", "fr",
              "-vga", "none",
              "-device", "qxl-vga,vgamem_mb=64",
-             "-spice", f"port={spice_port(n)},addr={SPICE_ADDR},disable-ticketing=on",
+             "-spice", f"port={spice_port(n)},addr={q(host.spice_addr)},"
+                       "disable-ticketing=on",
              "-device", "virtio-serial-pci",
              "-device", "virtserialport,chardev=spicechannel0,name=com.redhat.spice.0",
              "-chardev", "spicevmc,id=spicechannel0,name=vdagent",

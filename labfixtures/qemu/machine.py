@@ -40,8 +40,9 @@ from labfixtures.errors import (
     TapInUseError,
 )
 from labfixtures.qemu import accel as _accel
+from labfixtures.qemu import guidehost
 from labfixtures.qemu.cmdline import QEMU, build_argv
-from labfixtures.qemu.guide import GuideHost, build_guide_argv, replacements
+from labfixtures.qemu.guide import build_guide_argv, replacements
 from labfixtures.qemu.launch import LaunchInfo
 from labfixtures.qemu.qmp import QmpClient
 from labfixtures.qemu.spec import OVMF_VARS, READY_MARKER, MachineSpec
@@ -174,7 +175,7 @@ class Machine:
         self.spec = self._prepare_spec()
         replaced: dict[str, str] = {}
         if self.spec.profile == "guide":  # the script's machine, with its swtpm first
-            host = GuideHost(self.accel.name, _accel.vhost_net_available(), os.cpu_count() or 1)
+            host = guidehost.probe(self.accel.name, self.netns)
             replaced = replacements(self.spec, host)
             self.swtpm = Swtpm(self.run_dir, self.name, self.netns).start()
             self.argv = build_guide_argv(self.spec, host, tpm_socket=self.swtpm.socket,

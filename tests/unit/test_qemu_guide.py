@@ -224,3 +224,10 @@ def test_what_the_host_changes_is_said_once_for_doctor():
     said = host_replacements(THIS_HOST)
     assert set(said) == {"accel=kvm:tcg", "-cpu max,l3-cache=on,+vmx", "vhost=on",
                          "-smp 8,threads=2"}
+
+
+def test_spice_listens_on_the_loopback_its_lookup_accepts_in_the_namespace():
+    v6 = GuideHost("tcg", False, 2, spice_addr="::1")
+    argv = build_guide_argv(spec(), v6, tpm_socket=TPM)
+    assert opt(argv, "-spice") == ["port=5902,addr=::1,disable-ticketing=on"]
+    assert replacements(spec(), v6)["-spice addr=localhost"].startswith("addr=::1 ")
