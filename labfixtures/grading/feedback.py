@@ -96,9 +96,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def to_html(md: str, title: str = "feedback") -> str:
+def to_html(md: str, title: str = "feedback", drawing: str = "") -> str:
     """feedback.html from feedback.md: the small subset of Markdown it uses (headings,
-    bold, code, bullet lists, one table, fenced blocks), everything else escaped."""
+    bold, code, bullet lists, one table, fenced blocks), everything else escaped; then
+    DRAWING (the lab as an <svg> element, made by labfixtures itself) if given."""
     body: list[str] = []
     in_list = in_table = in_code = False
     for line in md.splitlines():
@@ -140,6 +141,8 @@ def to_html(md: str, title: str = "feedback") -> str:
         body.append("</ul>")
     if in_table:
         body.append("</table>")
+    if drawing.startswith("<svg"):
+        body.append(f'<figure class="lab">{drawing}</figure>')
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;max-width:50em;margin:2em auto}"

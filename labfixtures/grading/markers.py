@@ -8,6 +8,9 @@ marker and the fix), and what a test item declares as a check.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from labfixtures.grading.model import CheckSpec, titles_from_doc
@@ -83,3 +86,13 @@ def order(items: list[pytest.Item]) -> list[pytest.Item]:
     for item in items:
         place(item)
     return placed
+
+
+def lab_title(module: Any) -> str:
+    """The lab's title in the reports: the module's LAB_TITLE, else its docstring's first
+    line, else its file name."""
+    title = getattr(module, "LAB_TITLE", None)
+    if isinstance(title, str) and title:
+        return title
+    doc = (getattr(module, "__doc__", None) or "").strip().splitlines()
+    return doc[0].strip() if doc else Path(getattr(module, "__file__", None) or "lab").stem

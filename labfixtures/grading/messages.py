@@ -210,3 +210,25 @@ class Catalogue:
 class _Lenient(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
+
+
+def module_messages(module: Any) -> dict[str, dict[str, str]]:
+    """A grading module's own messages: `messages.yaml` beside it, then its MESSAGES on
+    top; each checked (a mistake is a LabError naming the file)."""
+    extra: dict[str, dict[str, str]] = {}
+    path = Path(getattr(module, "__file__", "") or ".").parent / "messages.yaml"
+    sources: list[tuple[Any, str]] = []
+    if path.is_file():
+        try:
+            sources.append((yaml.safe_load(path.read_text()) or {}, str(path)))
+        except yaml.YAMLError as e:
+            raise LabError(f"cannot read the messages file {path}: {e}",
+                           "a YAML mapping: en: {key: text}, fr: {key: texte}") from None
+    own = getattr(module, "MESSAGES", None)
+    if own is not None:
+        sources.append((own, f"{getattr(module, '__name__', 'module')}.MESSAGES"))
+    for data, source in sources:
+        Catalogue().extend(data, source)  # checks its shape
+        for lang, entries in data.items():
+            extra.setdefault(str(lang), {}).update(entries)
+    return extra

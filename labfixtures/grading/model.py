@@ -208,6 +208,8 @@ class Grade:
     #: the lab's title, and the grading file's own messages (to render again later)
     lab: str = ""
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the student's lab drawn when graded (an <svg> element; "" if Graphviz is missing)
+    drawing: str = ""
     version: int = GRADE_VERSION
 
     @property
@@ -230,7 +232,8 @@ class Grade:
                 "score": self.score, "max_score": self.max_score,
                 "grading_file": self.grading_file, "started": self.started,
                 "finished": self.finished, "lab": self.lab, "messages": self.messages,
-                "checks": [c.to_json() for c in self.checks], "state": self.state}
+                "checks": [c.to_json() for c in self.checks], "state": self.state,
+                "drawing": self.drawing}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Grade:
@@ -242,7 +245,7 @@ class Grade:
                    [CheckResult.from_json(c) for c in d.get("checks", [])],
                    dict(d.get("state", {})), d.get("grading_file", ""),
                    float(d.get("started", 0)), float(d.get("finished", 0)),
-                   d.get("lab", ""), dict(d.get("messages", {})),
+                   d.get("lab", ""), dict(d.get("messages", {})), d.get("drawing", ""),
                    int(d.get("version", GRADE_VERSION)))
 
     def write(self, path: Path) -> None:

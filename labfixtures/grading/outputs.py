@@ -40,5 +40,6 @@ def render(grade: Grade, out: Path, lang: str = "en", reveal: bool = False) -> N
     cat = catalogue_for(grade)
     md = feedback.markdown(grade, cat, lang, reveal, lab=grade.lab)
     write_text(out / "feedback.md", md)
-    write_text(out / "feedback.html", feedback.to_html(md, f"{grade.lab} — {grade.student}"))
+    write_text(out / "feedback.html", feedback.to_html(md, f"{grade.lab} — {grade.student}",
+                                                       grade.drawing))
     write_json(out / "results.json", gradescope.results(grade, cat, lang, reveal))

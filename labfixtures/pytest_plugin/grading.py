@@ -44,11 +44,12 @@ from labfixtures.grading.markers import (
     MARKERS,
     check_after,
     check_points,
+    lab_title,
     order,
     spec_of,
     usage_error,
 )
-from labfixtures.grading.messages import LANGUAGES, Catalogue
+from labfixtures.grading.messages import LANGUAGES, module_messages
 from labfixtures.grading.model import (
     ERROR,
     FAILED,
@@ -69,6 +70,7 @@ from labfixtures.lab.build import BuiltLab, build
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.labfile import load, parse
 from labfixtures.lab.labspec import LabFile
+from labfixtures.report import drawing
 
 PROP = "labfixtures_grading"  # the user_properties entry a report carries to the controller
 
@@ -82,6 +84,8 @@ class _State:
     specs: dict[str, CheckSpec] = field(default_factory=dict)  # nodeid -> spec
     state: dict[str, Any] = field(default_factory=dict)
     pending_state: dict[str, Any] | None = None
+    highlight: set[str] = field(default_factory=set)  # ports of failed visible checks
+    drawing: str | None = None  # the lab drawn, to send to the controller
     messages: dict[str, dict[str, str]] = field(default_factory=dict)
     sent_modules: set[str] = field(default_factory=set)
     lab: str = ""
@@ -240,8 +244,9 @@ def student_lab(lab_host: Lab, request: pytest.FixtureRequest) -> Iterator[Built
         try:
             yield built
         finally:
-            request.config.stash[STATE].pending_state = state_of(
-                scoped, built.vms, built.hosts)
+            st = request.config.stash[STATE]
+            st.pending_state = state_of(scoped, built.vms, built.hosts)
+            st.drawing = _drawing(scoped, st.highlight)
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +268,15 @@ def _reference(request: pytest.FixtureRequest, path: Path) -> LabFile:
         return load(path)
     text = variants.fill(path.read_text(), _variant(request), str(path))
     return parse(yaml.safe_load(text), str(path))
+
+
+def _drawing(lab: Lab, highlight: set[str]) -> str:
+    """The lab as it is, drawn, the ports of failed (visible) checks in red; "" if it
+    cannot be (no Graphviz): the feedback goes without it."""
+    try:
+        return drawing.inline_svg(drawing.snapshot(lab), highlight=highlight)
+    except (LabError, OSError):
+        return ""
 
 
 def record_state(config: pytest.Config, state: dict[str, Any]) -> None:
@@ -300,10 +314,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     mname = getattr(module, "__name__", "")
     if module is not None and mname not in st.sent_modules:
         st.sent_modules.add(mname)
-        payload["messages"] = _module_messages(module)
-        payload["lab"] = _lab_title(module)
+        payload["messages"] = module_messages(module)
+        payload["lab"] = lab_title(module)
+    if result.finding and result.finding.probe and not prog.spec.hidden:
+        port = result.finding.probe.params.get("port")
+        if isinstance(port, str):
+            st.highlight.add(port)
     if st.pending_state is not None:
         payload["state"], st.pending_state = st.pending_state, None
+    if st.drawing is not None:
+        payload["drawing"], st.drawing = st.drawing, None
     rep.user_properties.append((PROP, payload))
 
 
@@ -340,32 +360,6 @@ def _skip_reason(rep: pytest.TestReport) -> str:
     return str(lr[2]) if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
 
 
-def _module_messages(module: Any) -> dict[str, dict[str, str]]:
-    """The grading module's MESSAGES, and messages.yaml next to it (checked here)."""
-    cat = Catalogue()
-    extra: dict[str, dict[str, str]] = {}
-    path = Path(getattr(module, "__file__", "") or ".").parent / "messages.yaml"
-    if path.is_file():
-        data = yaml.safe_load(path.read_text()) or {}
-        cat.extend(data, str(path))
-        for lang, entries in data.items():
-            extra.setdefault(lang, {}).update(entries)
-    own = getattr(module, "MESSAGES", None)
-    if own is not None:
-        cat.extend(own, f"{module.__name__}.MESSAGES")
-        for lang, entries in own.items():
-            extra.setdefault(lang, {}).update(entries)
-    return extra
-
-
-def _lab_title(module: Any) -> str:
-    title = getattr(module, "LAB_TITLE", None)
-    if isinstance(title, str) and title:
-        return title
-    doc = (module.__doc__ or "").strip().splitlines()
-    return doc[0].strip() if doc else Path(module.__file__ or "lab").stem
-
-
 # -- the grade (on the controller) ---------------------------------------------------------
 
 class _Collector:
@@ -392,6 +386,8 @@ def collect(st: _State, report: pytest.TestReport) -> None:
             st.lab = payload["lab"]
         if "state" in payload:
             st.state.update(payload["state"])
+        if payload.get("drawing"):
+            st.drawing = payload["drawing"]
 
 
 def grade_of(config: pytest.Config, exitstatus: int) -> Grade:
@@ -403,7 +399,8 @@ def grade_of(config: pytest.Config, exitstatus: int) -> Grade:
               target=config.getoption("--lab-grade-target") or "",
               checks=list(st.results), state=st.state,
               grading_file=",".join(str(a) for a in config.args), started=st.started,
-              finished=time.time(), lab=st.lab, messages=st.messages)
+              finished=time.time(), lab=st.lab, messages=st.messages,
+              drawing=st.drawing or "")
     errors = [c for c in g.checks if c.outcome == ERROR]
     if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
         g.status, g.reason = NOT_GRADABLE, "the grading run was stopped before its end"

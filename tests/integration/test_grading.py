@@ -83,6 +83,9 @@ def test_the_example_class_gives_exactly_expected_csv(tmp_path):
     hidden = [t for t in json.loads((carol / "results.json").read_text())["tests"]
               if t["visibility"] == "hidden"]
     assert len(hidden) == 1 and hidden[0]["score"] == 0
+    # feedback.html draws the lab as it was, the port of the failed check in red
+    page = (carol / "feedback.html").read_text()
+    assert '<figure class="lab"><svg' in page and 'stroke="red"' in page
     # evidence: the probes and the state seen
     ev = json.loads((carol / "evidence.json").read_text())
     assert ev["state"]["switches"]["sw0"]["tap2"] == "access, VLAN 3"

@@ -165,6 +165,10 @@ def test_outputs_are_written_and_rendered_again_from_grade_json(tmp_path):
         "grade.json", "feedback.md", "feedback.html", "results.json", "evidence.json"}
     html = (tmp_path / "feedback.html").read_text()
     assert "<table>" in html and "<strong>Probed:</strong>" in html
+    assert "<figure" not in html  # no drawing given
+    g.drawing = '<svg xmlns="http://www.w3.org/2000/svg"><text>tap2</text></svg>'
+    outputs.render(g, tmp_path)
+    assert '<figure class="lab"><svg' in (tmp_path / "feedback.html").read_text()
     again = Grade.read(tmp_path / "grade.json")
     outputs.render(again, tmp_path, "fr", reveal=True)
     md = (tmp_path / "feedback.md").read_text()
