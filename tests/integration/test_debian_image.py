@@ -79,8 +79,9 @@ def test_msdos_layout_of_the_guide(direct_vm: GuestSSH) -> None:
     lines = [line.rstrip(";").split(":") for line in out.splitlines()]
     assert lines[1][5] == "msdos"  # the disk line: path:size:type:ls:ps:label:model
     parts = {int(p[0]): p for p in lines[2:]}
-    assert sorted(parts) == [1, 2, 5]
+    assert sorted(parts) == [1, 2, 4, 5]  # 4: the EFI system partition (UEFI boot)
     assert parts[1][4] == "ext2" and "boot" in parts[1][6]
+    assert parts[4][4].startswith("fat")
     assert "lvm" in parts[5][6]
     human = direct_vm.run("parted -s /dev/vda print", check=True).stdout
     assert "extended" in human and "logical" in human
@@ -88,6 +89,7 @@ def test_msdos_layout_of_the_guide(direct_vm: GuestSSH) -> None:
     rows = {r.split(" ")[0]: r.split(" ")[1:] for r in lsblk if r}
     assert rows["vda1"] == ["part", "ext2"]
     assert rows["vda5"] == ["part", "LVM2_member"]
+    assert rows["vda4"] == ["part", "vfat"]
     assert rows["vm0-root"] == ["lvm", "ext4"]
 
 
