@@ -2,6 +2,13 @@
 
     sudo .venv/bin/python bench/boot.py [--runs 5] [--profiles fast,pc] [--net tap|user]
                                         [--peer]
+    sudo .venv/bin/python bench/boot.py --image debian --profiles pc,guide --runs 3
+
+--image debian boots the debian disk (an overlay of it) by its firmware, as the guide's
+VMs boot: `pc` is SeaBIOS then GRUB in the MBR, `q35` the same on Q35, `guide` the guide's
+own machine (qemu/guide.py): OVMF (UEFI) then EFI/BOOT/BOOTX64.EFI, with its swtpm TPM 2.0
+and a two-queue NIC (a multi_queue tap). No kernel command line reaches such a guest: SSH
+goes to its EUI-64 link-local address on the tap (--net tap) or to a forward (user).
 
 "SSH ready" = from just before QEMU is started to the first `true` run over SSH
 (key exchange and authentication included). The serial marker time is shown too.
@@ -38,7 +45,13 @@ from labfixtures import guestimages  # noqa: E402
 from labfixtures.core import netns, runner  # noqa: E402
 from labfixtures.core.addressing import eui64_link_local  # noqa: E402
 from labfixtures.guests.ssh import GuestSSH  # noqa: E402
-from labfixtures.qemu import Machine, MachineSpec, NicSpec, detect  # noqa: E402
+from labfixtures.qemu import (  # noqa: E402
+    Machine,
+    MachineSpec,
+    NicSpec,
+    create_overlay,
+    detect,
+)
 
 TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +62,13 @@ WATCHED_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding",
                    "net/ipv4/conf/all/rp_filter")
 
 
-def make_tap(ns: str, name: str) -> None:
+def make_tap(ns: str, name: str, multi_queue: bool = False) -> None:
+    flags = 0x0002 | 0x1000 | (0x0100 if multi_queue else 0)  # TAP, NO_PI, [MULTI_QUEUE]
     with netns.entered(ns):
         Path("/proc/sys/net/ipv6/conf/default/accept_dad").write_text("0")
         fd = os.open("/dev/net/tun", os.O_RDWR)
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), 0x0002 | 0x1000))
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         finally:
             os.close(fd)
@@ -62,19 +76,24 @@ def make_tap(ns: str, name: str) -> None:
 
 
 def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
-             ns: str) -> tuple[float, float]:
+             ns: str, memory: int = 256) -> tuple[float, float]:
     nic = NicSpec(net, number=2)
-    cfg = guestimages.GuestConfig(hostname="vm0") if net == "tap" else \
-        guestimages.GuestConfig.dhcp(hostname="vm0")
-    spec = MachineSpec.from_image("vm0", img, profile=profile, nics=[nic],
-                                  append=cfg.to_cmdline())
+    if img.disk is not None:  # by its firmware and the disk's GRUB (see the module's doc)
+        disk = create_overlay(img.disk, run_dir / "vm0.qcow2")
+        spec = MachineSpec("vm0", disk=disk, profile=profile, nics=[nic], tuned=False,
+                           memory_mb=memory)
+    else:
+        cfg = guestimages.GuestConfig(hostname="vm0") if net == "tap" else \
+            guestimages.GuestConfig.dhcp(hostname="vm0")
+        spec = MachineSpec.from_image("vm0", img, profile=profile, nics=[nic],
+                                      append=cfg.to_cmdline(), memory_mb=memory)
     m = Machine(spec, run_dir, netns=ns)
     t0 = time.monotonic()
     with m:
-        marker = m.wait_for_marker(img.facts["marker"], timeout=120)
+        marker = m.wait_for_marker(img.facts["marker"], timeout=600)
         host, port = (f"{eui64_link_local(nic.mac)}%tap2", 22) if net == "tap" else \
             ("127.0.0.1", nic.ssh_port)
-        with GuestSSH(host, port, key=img.private_key, netns=ns) as c:
+        with GuestSSH(host, port, key=img.private_key, netns=ns).connect(deadline=120) as c:
             c.run("true", check=True)
             ready = time.monotonic() - t0
     return marker, ready
@@ -184,6 +203,10 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--profiles", default="fast,pc")
     ap.add_argument("--net", choices=("tap", "user"), default="tap")
+    ap.add_argument("--image", choices=("tiny", "debian"), default="tiny",
+                    help="debian: boot its disk by the firmware (pc: BIOS, guide: UEFI)")
+    ap.add_argument("--memory", type=int, default=0,
+                    help="RAM in MB (default: 256 for tiny, 1024 for debian, the guide's)")
     ap.add_argument("--ns-prefix", default="lf-bench",
                     help="prefix of the throw-away namespaces (one per run)")
     ap.add_argument("--peer", action="store_true",
@@ -199,7 +222,8 @@ def main() -> int:
         ap.error("--peer-opts: no network options (they would touch the host's network)")
 
     t = time.monotonic()
-    img = guestimages.build("tiny")
+    img = guestimages.build(args.image)
+    memory = args.memory or (1024 if args.image == "debian" else 256)
     print(f"image: {img.path.name} (ready in {time.monotonic() - t:.2f}s)")
     print(f"accel: {detect().name} ({detect().reason}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
@@ -212,9 +236,9 @@ def main() -> int:
             try:
                 runner.run(["ip", "link", "set", "lo", "up"], netns=ns)
                 if args.net == "tap":
-                    make_tap(ns, "tap2")
+                    make_tap(ns, "tap2", multi_queue=profile == "guide")
                 with tempfile.TemporaryDirectory(prefix="lf-bench-") as tmp:
-                    marker, ready = one_boot(img, profile, args.net, Path(tmp), ns)
+                    marker, ready = one_boot(img, profile, args.net, Path(tmp), ns, memory)
             finally:
                 netns.delete(ns)
             markers.append(marker)
