@@ -45,6 +45,9 @@ LOWER_IS_BETTER = {"s", "ms", "us", "µs", "ns", "min", "%", "loss", "retransmit
 HIGHER_IS_BETTER_SUFFIX = "/s"  # bit/s, Mbit/s, MB/s, ops/s...
 
 NO_REGRESSION, REGRESSION, CANNOT_COMPARE = 0, 1, 2
+#: a test's duration is shown when it grew this many times, and by this many seconds
+#: (informative: what a timing change means is the metrics' business)
+SLOWER_FACTOR, SLOWER_SECONDS = 3.0, 5.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class Comparison:
     metrics: list[MetricChange] = field(default_factory=list)
     version_changes: list[tuple[str, str, str]] = field(default_factory=list)
     guide_steps: list[guide.StepChange] = field(default_factory=list)
+    slower: list[tuple[str, float, float]] = field(default_factory=list)  # id, base, new
 
     @property
     def guide_broken(self) -> list[guide.StepChange]:
@@ -255,6 +259,11 @@ def compare(base: Results, new: Results) -> Comparison:
                 if ch is not None:
                     c.metrics.append(ch)
     c.removed = sorted(set(b_tests) - set(n_tests))
+    for nodeid in sorted(set(b_tests) & set(n_tests)):
+        b = statistics.fmean(t.duration for t in b_tests[nodeid])
+        n = statistics.fmean(t.duration for t in n_tests[nodeid])
+        if n > SLOWER_FACTOR * b and n - b > SLOWER_SECONDS:
+            c.slower.append((nodeid, b, n))
     c.guide_steps = guide.changes([g for t in base.tests for g in t.guide],
                                   [g for t in new.tests for g in t.guide])
     return c
@@ -318,6 +327,10 @@ def to_markdown(c: Comparison, base_name: str = "BASE", new_name: str = "NEW") -
     if others:
         out += [f"### Other metric changes ({len(others)})", ""]
         out += [f"- `{_md(m.nodeid)}` {_md(m.describe())}" for m in others]
+        out.append("")
+    if c.slower:
+        out += [f"### Much slower tests ({len(c.slower)}): not a verdict, a lead", ""]
+        out += [f"- `{_md(i)}`: {b:.1f} s -> {n:.1f} s" for i, b, n in c.slower]
         out.append("")
     out.append(f"{len(c.unchanged)} unchanged, {len(c.skipped)} skipped.")
     return "\n".join(out) + "\n"

@@ -201,3 +201,13 @@ def test_a_guide_step_that_stops_working_is_a_regression_with_its_fix() -> None:
     differs = run("n", TestResult("g::a3", "pass", guide=[step("differs", "7.2.22")]))
     assert [x.kind for x in cmp.compare(base, differs).guide_broken] == ["newly different"]
     assert not differs.tests[0].guide[0].broken
+
+
+def test_a_much_slower_test_is_shown_without_a_verdict() -> None:
+    base = run("b", TestResult("a::x", "pass", duration=0.5),
+               TestResult("a::y", "pass", duration=0.5))
+    new = run("n", TestResult("a::x", "pass", duration=35.0),
+              TestResult("a::y", "pass", duration=1.5))  # 3x but only 1 s more
+    c = cmp.compare(base, new)
+    assert c.slower == [("a::x", 0.5, 35.0)] and c.exit_status == cmp.NO_REGRESSION
+    assert "- `a::x`: 0.5 s -> 35.0 s" in cmp.to_markdown(c)
