@@ -284,13 +284,16 @@ def test_boot_is_on_vda1(installed):
 
 
 def test_the_partition_table_of_the_guide(installed):
-    """« Partition Table: msdos »; 1 primary ext2 boot, 2 extended, 5 logical lvm."""
+    """« Partition Table: msdos »; 1 primary ext2 boot, 2 extended, 5 logical lvm; and 4,
+    the EFI system partition (FAT) that makes the disk bootable by UEFI too (vda3 stays
+    free: the guide's §7 creates it)."""
     out = installed.run("parted -s -m /dev/vda unit B print")
     lines = [line.rstrip(";").split(":") for line in out.splitlines()]
     assert lines[1][5] == "msdos" and lines[1][1] == f"{8 * GIB}B", lines[1]
     parts = {int(p[0]): p for p in lines[2:]}
-    assert sorted(parts) == [1, 2, 5], f"expected partitions 1, 2, 5: {parts}"
+    assert sorted(parts) == [1, 2, 4, 5], f"expected partitions 1, 2, 4, 5: {parts}"
     assert parts[1][4] == "ext2" and "boot" in parts[1][6], parts[1]
+    assert parts[4][4].startswith("fat"), parts[4]
     assert "lvm" in parts[5][6], parts[5]
     human = installed.run("parted -s /dev/vda print")
     assert re.search(r"^\s*2\s.*extended", human, re.M), human
