@@ -228,9 +228,13 @@ def main() -> int:
     print(f"accel: {detect().name} ({detect().reason}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = []
-    for profile in args.profiles.split(","):
-        markers, readies = [], []
-        for i in range(args.runs):
+    profiles = args.profiles.split(",")
+    times: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in profiles}
+    # interleaved (run 1 of each profile, then run 2...): a load that changes during the
+    # bench (a shared machine) weighs on every profile alike
+    for i in range(args.runs):
+        for profile in profiles:
+            markers, readies = times[profile]
             ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{i}"
             netns.create(ns)
             try:
@@ -243,8 +247,9 @@ def main() -> int:
                 netns.delete(ns)
             markers.append(marker)
             readies.append(ready)
-            print(f"  {profile} run {i + 1}: marker {marker:.2f}s, ssh ready {ready:.2f}s",
-                  flush=True)
+            print(f"  {profile} run {i + 1}: marker {marker:.2f}s, ssh ready {ready:.2f}s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    for profile, (markers, readies) in times.items():
         rows.append((profile, statistics.median(markers), statistics.median(readies),
                      min(readies), max(readies)))
     peer = run_peer(img, args.runs, args.peer_opts, args.peer_timeout) if args.peer else None
