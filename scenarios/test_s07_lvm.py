@@ -233,7 +233,10 @@ def test_before_the_disk_is_8g_and_vm0_has_no_free_space(grown):
     size = disk_bytes(grown.require("before: parted print"))
     assert size == 8 * GIB, f"the debian image's disk should be 8 GiB, parted says {size} B"
     parts = parted_table(grown.require("before: parted print"))
-    assert sorted(parts) == [1, 2, 5], f"expected partitions 1, 2, 5 as in the guide: {parts}"
+    # the guide's 1, 2, 5, plus the EFI system partition 4 that lets the disk boot by UEFI
+    assert sorted(parts) == [1, 2, 4, 5], \
+        f"expected partitions 1, 2, 5 as in the guide (and the ESP 4): {parts}"
+    assert "esp" in parts[4][-1], f"partition 4 should be the EFI system partition: {parts}"
     rows = lvm_rows(grown.require("before: vgs"))
     assert [r[:3] for r in rows] == [["vm0", "1", "1"]], (
         f"before the growth, vgs should show vm0 with 1 PV and 1 LV: {rows}")
@@ -286,7 +289,8 @@ def test_mkpart_primary_and_lvm_flag_make_vda3(grown):
     grown.require("set 3 lvm on")
     grown.require("kernel sees vda3")
     parts = parted_table(grown.require("parted print with vda3"))
-    assert sorted(parts) == [1, 2, 3, 5], f"expected partitions 1, 2, 3, 5: {parts}"
+    assert sorted(parts) == [1, 2, 3, 4, 5], \
+        f"expected partitions 1, 2, 3, 5 (and the ESP 4): {parts}"
     start, end = int(parts[3][0].rstrip("B")), int(parts[3][1].rstrip("B"))
     ext_end = int(parts[2][1].rstrip("B"))
     assert start > ext_end, f"vda3 ({start} B) must start after the extended vda2 ({ext_end} B)"

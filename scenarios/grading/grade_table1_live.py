@@ -1,13 +1,14 @@
-"""The guide's §10 lab (Table 1), graded live
+"""The guide's §10 lab (Table 1), graded live (not a `test_` module: it runs only against a
+target that is given, never in `pytest scenarios/`)
 
 The student's lab keeps running: nothing is built or torn down, the checks read its VM
 over SSH (attach mode). The target is a lab started with `labctl up` (`lab:NAME` in the
 roster, `--lab-attach-lab NAME` for pytest alone) or a machine (`ssh://user@host:port`).
 
     sudo labctl up students/bob.yaml --name bob
-    .venv/bin/pytest scenarios/grading/test_table1_live.py --lab-attach-lab bob \\
+    .venv/bin/pytest scenarios/grading/grade_table1_live.py --lab-attach-lab bob \\
         --lab-grade-out out/bob
-    labctl grade scenarios/grading/test_table1_live.py --roster live.csv --out out/
+    labctl grade scenarios/grading/grade_table1_live.py --roster live.csv --out out/
         # live.csv: student,name,target / bob,Bob Bernard,lab:bob
 
 Only what the VM shows is graded here (the lab host's switch and forwarding are graded

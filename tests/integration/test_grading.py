@@ -225,7 +225,7 @@ def test_live_labs_are_graded_in_place_and_a_missing_one_is_not_gradable(tmp_pat
         r = tmp_path / "live.csv"
         r.write_text("student,name,target\n" + "".join(
             f"{s},{s},lab:grading-live-{s}\n" for s in labs) + "gone,Gone,lab:grading-nope\n")
-        cp = labctl("grade", str(CLASS / "test_table1_live.py"), "--roster", str(r),
+        cp = labctl("grade", str(CLASS / "grade_table1_live.py"), "--roster", str(r),
                     "--out", str(tmp_path / "out"), "-n", "2", "--timeout", "60")
         assert cp.returncode == 0, cp.stdout + cp.stderr
         got = {x["student"]: (x["status"], x["score"]) for x in rows(tmp_path / "out" /
