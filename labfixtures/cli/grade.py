@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from labfixtures.cli.common import need_root
+from labfixtures.core.progress import StatusLine
 from labfixtures.errors import LabError
 from labfixtures.grading import classrun, roster, variants
 from labfixtures.grading.feedback import points
@@ -67,7 +68,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
         lang=args.lang, attach_key=Path(args.attach_key) if args.attach_key else None,
         attach_netns=args.attach_netns)
-    grades = classrun.run_class(run)
+    with StatusLine() as line:  # a live line on a terminal; in CI, one line per student
+        grades = classrun.run_class(run, progress=line.note,
+                                    status=line if line.live else None)
     graded = [g for g in grades if g.status == GRADED]
     print(f"{len(graded)} graded, {len(grades) - len(graded)} not gradable: "
           f"{Path(args.out) / classrun.GRADES_CSV}")

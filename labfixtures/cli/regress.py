@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from labfixtures.core.progress import StatusLine
 from labfixtures.errors import LabError
 from labfixtures.regress import attribute as attr
 from labfixtures.regress import compare as cmp
@@ -65,14 +67,16 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     out = Path(args.out)
     all_cells = matrix.cells(args.kernel, args.qemu)
     k, n = matrix.parse_shard(args.shard)
-    for cell in matrix.shard(all_cells, k, n):
-        if args.reuse and matrix.results_file(out, cell).exists():
-            print(f"labctl regress: {cell.label()}: results already in {out}, kept")
-            continue
-        print(f"labctl regress: running {cell.label()}", flush=True)
-        run = matrix.run_cell(cell, _pytest_args(args), out)
-        print(f"labctl regress: {cell.label()}: pytest exit {run.returncode} in "
-              f"{run.seconds:.0f} s, {run.results}", flush=True)
+    mine = matrix.shard(all_cells, k, n)
+    with StatusLine(sys.stdout, prefix="labctl regress: ") as line:
+        for i, cell in enumerate(mine, 1):
+            if args.reuse and matrix.results_file(out, cell).exists():
+                line.note(f"{cell.label()}: results already in {out}, kept")
+                continue
+            line.count(i, len(mine), f"running {cell.label()}")
+            run = matrix.run_cell(cell, _pytest_args(args), out)
+            line.note(f"{cell.label()}: pytest exit {run.returncode} in "
+                      f"{run.seconds:.0f} s, {run.results}")
     table = matrix.table(matrix.load(out))
     print(table, end="")
     if args.markdown:

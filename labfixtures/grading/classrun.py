@@ -180,9 +180,11 @@ def _tail(log: Path) -> str:
     return ""
 
 
-def run_class(run: ClassRun, progress: Callable[[str], object] = print) -> list[Grade]:
+def run_class(run: ClassRun, progress: Callable[[str], object] = print,
+              status: Callable[[str], object] | None = None) -> list[Grade]:
     """Grade RUN's shard of students, RUN.jobs at a time; returns their grades in roster
-    order (and writes OUT/grades.csv after each one)."""
+    order (and writes OUT/grades.csv after each one). PROGRESS gets a line per student
+    graded; STATUS, if given, a live status about once a second (who is being graded)."""
     if not run.grading_file.is_file():
         raise LabError(f"grading file {run.grading_file} does not exist",
                        "give the path of a pytest module, e.g. scenarios/grading/test_table1.py")
@@ -206,11 +208,16 @@ def run_class(run: ClassRun, progress: Callable[[str], object] = print) -> list[
     reap()  # once, here: the students' runs do not reap (they would race each other)
     running: list[_Job] = []
     done = len(grades)
+    shown = 0.0
     try:
         while todo or running:
             while todo and len(running) < run.jobs:
                 running.append(_start(run, todo.pop(0)))
             time.sleep(0.1)
+            if status is not None and time.monotonic() - shown >= 1.0:
+                shown = time.monotonic()
+                status(f"[{done}/{len(mine)}] grading " + ", ".join(
+                    f"{j.student.student} ({shown - j.started:.0f} s)" for j in running))
             for job in list(running):
                 elapsed = time.monotonic() - job.started
                 if job.proc.poll() is None:

@@ -44,8 +44,11 @@ def test_a_hang_and_a_crash_stop_no_one_and_a_second_run_resumes(tmp_path):
                             tmp_path / "out", jobs=4, timeout=8, pytest_args=["-p",
                                                                               "no:xdist"])
     lines: list[str] = []
-    grades = classrun.run_class(run, progress=lines.append)
+    status: list[str] = []
+    grades = classrun.run_class(run, progress=lines.append, status=status.append)
     by = {g.student: g for g in grades}
+    # the live status names who is being graded while the hang runs out its time
+    assert any(s.startswith("[") and "grading hang (" in s for s in status), status
     assert (by["ok"].status, by["ok"].score) == ("graded", 2)
     assert (by["wrong"].status, by["wrong"].score) == ("graded", 0)
     assert by["hang"].status == "not-gradable" and "time limit of 8 s" in by["hang"].reason
