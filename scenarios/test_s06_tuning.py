@@ -68,8 +68,6 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-import subprocess
-import time
 
 import pytest
 
@@ -79,7 +77,7 @@ from assertions import (
     assert_service_running,
     eventually,
 )
-from labfixtures.errors import HostKeyChangedError, LabError
+from labfixtures.errors import HostKeyChangedError
 from labfixtures.grading.steps import StepRecorder
 from labfixtures.guestimages import GuestImage
 from labfixtures.guests.ssh import GuestSSH, Result
@@ -125,27 +123,8 @@ def as_etu(cmd: str) -> str:
 
 
 def power_off(vm: VM, timeout: float = POWEROFF_TIMEOUT) -> float:
-    """`systemctl poweroff` in the guest, then wait for QEMU to exit (as test_s07_lvm:
-    a clean shutdown, QEMU runs with -no-reboot). Seconds taken."""
-    t0 = time.monotonic()
-    try:
-        vm.run("systemctl --no-block poweroff", timeout=30, check=True)
-    except Exception:  # noqa: BLE001 - the connection may go down first: QEMU's exit says
-        pass
-    vm.stop_ssh()
-    machine = vm.machine
-    assert machine is not None and machine.proc is not None, f"{vm.name} is not running"
-    try:
-        machine.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        tail = machine.serial_text()[-1500:]
-        vm.stop()
-        raise LabError(f"the guest did not power off within {timeout:.0f}s; its serial "
-                       f"console ends with:\n{tail}",
-                       "a shutdown that hangs is often a mount that cannot be undone: "
-                       "check /etc/fstab") from None
-    vm.stop()  # QEMU has exited: this only tidies up (QMP socket, pidfile)
-    return time.monotonic() - t0
+    """`systemctl poweroff` in the guest, then QEMU's exit (`VM.power_off`)."""
+    return vm.power_off(timeout=timeout)
 
 
 def mount_options(proc_mounts: str, mountpoint: str = "/") -> list[str]:

@@ -43,13 +43,11 @@ import math
 import re
 import secrets
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from assertions import assert_file_contains, assert_service_running
-from labfixtures.errors import LabError
 from labfixtures.grading.steps import StepRecorder
 from labfixtures.qemu import qemu_img_info
 
@@ -67,28 +65,8 @@ POWEROFF_TIMEOUT = 180.0
 
 
 def power_off(vm, timeout: float = POWEROFF_TIMEOUT) -> float:
-    """`systemctl poweroff` in the guest, then wait for QEMU to exit (a clean shutdown
-    writes everything back: the guide reboots, it does not pull the plug). Seconds taken;
-    LabError if the guest did not power off by itself."""
-    t0 = time.monotonic()
-    try:
-        vm.run("systemctl --no-block poweroff", timeout=30, check=True)
-    except Exception:  # noqa: BLE001 - the connection may go down first: QEMU's exit says
-        pass
-    vm.stop_ssh()
-    proc = vm.machine.proc
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        tail = vm.machine.serial_text()[-1500:]
-        vm.stop()
-        raise LabError(f"the guest did not power off within {timeout:.0f}s; its serial "
-                       f"console ends with:\n{tail}",
-                       "a shutdown that hangs is often a mount that cannot be undone: "
-                       "check /etc/fstab") from None
-    seconds = time.monotonic() - t0
-    vm.stop()  # QEMU has exited: this only tidies up (QMP socket, pidfile)
-    return seconds
+    """`systemctl poweroff` in the guest, then QEMU's exit (`VM.power_off`)."""
+    return vm.power_off(timeout=timeout)
 
 
 def lvm_rows(out: str) -> list[list[str]]:

@@ -16,6 +16,8 @@ A VM also answers the same reads as a lab host or a veth host (`routes()`,
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from labfixtures.lab.vmhost import VmHost, check_taps
 from labfixtures.lab.vmspec import VmNic, VmOptions, guest_config
 from labfixtures.qemu import Machine, MachineSpec
 from labfixtures.qemu.images import create_overlay
+from labfixtures.qemu.spec import READY_MARKER
 
 __all__ = ["VM", "Guest", "VmNic", "VmOptions", "guest_config", "image_of"]
 
@@ -117,13 +120,40 @@ class VM(Guest):
         if self.machine is None:
             raise LabError(f"VM {self.name} is not started", "call vm.start() first")
         self.boot_seconds = self.machine.wait_for_marker(
-            self.image.facts.get("marker", "labfixtures: ready"), timeout=timeout)
+            self.image.facts.get("marker", READY_MARKER), timeout=timeout)
         return self.boot_seconds
 
     def stop(self) -> None:
         self.stop_ssh()
         if self.machine is not None:
             self.machine.stop()
+
+    def power_off(self, command: str = "systemctl --no-block poweroff",
+                  timeout: float = 180.0) -> float:
+        """Shut the guest down from inside (COMMAND) and wait for QEMU to exit: a clean
+        shutdown writes everything back, as the guide's students do before a reboot (QEMU
+        runs with -no-reboot). Returns the seconds taken; a LabError with the end of the
+        serial console if the guest did not power off by itself within TIMEOUT."""
+        machine = self.machine
+        if machine is None or machine.proc is None:
+            raise LabError(f"VM {self.name} is not running", "call vm.start() first")
+        t0 = time.monotonic()
+        try:
+            self.run(command, timeout=30, check=True)
+        except Exception:  # noqa: BLE001 - the connection may go down first: QEMU's exit says
+            pass
+        self.stop_ssh()
+        try:
+            machine.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            tail = machine.serial_text()[-1500:]
+            self.stop()
+            raise LabError(f"VM {self.name} did not power off within {timeout:.0f}s; its "
+                           f"serial console ends with:\n{tail}",
+                           "a shutdown that hangs is often a mount that cannot be undone: "
+                           "check /etc/fstab") from None
+        self.stop()  # QEMU has exited: this only tidies up (QMP socket, pidfile)
+        return time.monotonic() - t0
 
     def stop_ssh(self) -> None:
         """Close the SSH connection (the VM keeps running)."""
