@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from labfixtures.cli.common import need_root
@@ -68,7 +69,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
         lang=args.lang, attach_key=Path(args.attach_key) if args.attach_key else None,
         attach_netns=args.attach_netns)
-    with StatusLine() as line:  # a live line on a terminal; in CI, one line per student
+    # each student's result on stdout as before; the live line only on a terminal
+    with StatusLine(sys.stdout) as line:
         grades = classrun.run_class(run, progress=line.note,
                                     status=line if line.live else None)
     graded = [g for g in grades if g.status == GRADED]
