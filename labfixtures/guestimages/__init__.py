@@ -47,24 +47,28 @@ def build(name: str, cache: ImageCache | Path | str | None = None,
     return _cache(cache).build(recipe(name), progress, force=force)
 
 
-_current: dict[tuple[str, str], GuestImage] = {}
+_current: dict[tuple[str, str, str], GuestImage] = {}
 
 
 def get(name: str, cache: ImageCache | Path | str | None = None) -> GuestImage:
     """The cached image NAME for the current inputs; never builds (builds take minutes)."""
     c = _cache(cache)
-    key = (name, str(c.root))
+    r = recipe(name)
+    kernel: str = getattr(r, "kernel", "")  # kernels.tiny_on() swaps in a kernel variant
+    key = (name, str(c.root), kernel)
     if key in _current and _current[key].path.exists():
         return _current[key]
-    r = recipe(name)
     img = c.load(name, c.recipe_hash(r))
     if img is None:
-        stale = c.built(name)
+        # a kernel variant has older builds only on its package
+        package = kernel.partition("=")[0]
+        stale = [b for b in c.built(name) if not package or package in b.packages]
         raise ImageError(
             name,
-            f"guest image {name!r} is not built in {c.root}"
+            f"guest image {name!r}{' on ' + kernel if kernel else ''} is not built in "
+            f"{c.root}"
             + (" for the current recipe and packages (an older build exists)" if stale else ""),
-            f"run `labctl image build {name}`",
+            f"run `{getattr(r, 'build_command', f'labctl image build {name}')}`",
         )
     _current[key] = img
     return img
