@@ -37,8 +37,11 @@ def vm_nic(nic: NicDef) -> VmNic:
 
 def vm_arguments(vm: VmDef) -> dict[str, Any]:
     """The keyword arguments of `Lab.vm()` (after the name) that make VM."""
-    return {"nics": [vm_nic(n) for n in vm.nics], "image": vm.image, "memory": vm.memory,
-            "vcpus": vm.vcpus, "profile": vm.profile}
+    kw: dict[str, Any] = {"nics": [vm_nic(n) for n in vm.nics], "image": vm.image,
+                          "memory": vm.memory, "vcpus": vm.vcpus, "profile": vm.profile}
+    if vm.kernel:  # only then: a make_vm without kernel= still takes the others
+        kw["kernel"] = vm.kernel
+    return kw
 
 
 def build_network(spec: LabFile, lab: Lab) -> BuiltLab:
@@ -89,7 +92,8 @@ def build(spec: LabFile, lab: Lab, *, make_vm: Callable[..., VM] | None = None,
             built.vms[v.name] = lab.vm(v.name, **vm_arguments(v), start=False)
     if make_vm is None and start:
         for vm in built.vms.values():
-            say(f"booting {vm.name} ({vm.image.name}, {vm.opts.profile})")
+            on = f" on {vm.opts.kernel}" if vm.opts.kernel else ""
+            say(f"booting {vm.name} ({vm.image.name}{on}, {vm.opts.profile})")
             vm.start(wait=False)
         for vm in built.vms.values():
             vm.wait_ready(timeout=boot_timeout)

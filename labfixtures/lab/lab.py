@@ -295,7 +295,7 @@ class Lab:
     def vm(self, name: str, *, tap: int | None = None, addresses: Sequence[str] = (),
            gateway: str | None = None, user: bool = False, ssh_port: int | None = None,
            dhcp: bool = False, nics: Sequence[VmNic] | None = None,
-           image: str | GuestImage = "tiny",
+           image: str | GuestImage = "tiny", kernel: str | None = None,
            memory: int = 256, vcpus: int = 1, profile: str = "fast",
            hostname: str | None = None, extra_args: Sequence[str] = (),
            start: bool = True) -> VM:
@@ -303,7 +303,9 @@ class Lab:
         (tap2 must exist: `lab.tap(2)` and a switch port), or `user=True` for user-mode
         networking with SSH forwarded from SSH_PORT (default 2200+N). Several NICs:
         `nics=[VmNic(...), ...]`. EXTRA_ARGS go to QEMU as they are (e.g.
-        `["-device", "virtio-balloon-pci"]`). Boots it unless START is False."""
+        `["-device", "virtio-balloon-pci"]`). KERNEL: with image "tiny", the tiny guest
+        built on that Debian kernel package (`labctl image build tiny --kernel PACKAGE`).
+        Boots it unless START is False."""
         args.name(name, "name", "VM")
         if nics is None:
             if user and ssh_port is None:
@@ -322,8 +324,8 @@ class Lab:
         if name in self._s.vms:
             raise LabError(f"VM {name!r} already exists in lab {self.labid}",
                            "give each VM its own name")
-        opts = VmOptions(image=image, memory=memory, vcpus=vcpus, profile=profile,
-                         hostname=hostname,
+        opts = VmOptions(image=image, kernel=kernel, memory=memory, vcpus=vcpus,
+                         profile=profile, hostname=hostname,
                          extra_args=list(args.str_list(extra_args, "extra_args", "-snapshot")))
         check_taps(self, name, [n.tap for n in nics if not n.user and n.tap is not None])
         vm = VM(self, name, list(nics), opts)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from labfixtures.errors import LabFileError
+from labfixtures.errors import LabError, LabFileError
+from labfixtures.guestimages import kernels
 from labfixtures.lab.labspec import PortDef
 
 
@@ -155,3 +156,27 @@ def check_gateway(v: Checker, key: str, gateway: str | None, addresses: tuple[st
                  f"({', '.join(str(n) for n in nets)}): the default route could not be set",
                  "give a gateway inside one of those subnets (in the guide's Table 1, "
                  "203.0.113.129 for 203.0.113.130/26), or fix the address")
+
+
+def check_kernel(v: Checker, key: str, kernel: Any, image: Any,
+                 lookup: Callable[[str], object] = kernels.get_tiny) -> str | None:
+    """A VM's `kernel:`: a Debian kernel package (`PACKAGE` or `PACKAGE=VERSION`), with
+    image tiny only, whose tiny build is in the cache (LOOKUP finds it; nothing is built or
+    downloaded here: the remedy says how to build it)."""
+    if kernel is None:
+        return None
+    if not isinstance(kernel, str):
+        raise v.fail(key, f"{kernel!r} is not a kernel package name",
+                     "write a package such as linux-image-6.1.0-50-amd64")
+    try:
+        kernels.parse(kernel)
+    except LabError as e:
+        raise v.fail(key, e.problem, e.remedy) from None
+    if image != "tiny":
+        raise v.fail(key, f"the {image} image cannot be built on another kernel "
+                     "(only tiny can, for now)", "remove `kernel:`, or write `image: tiny`")
+    try:
+        lookup(kernel)
+    except LabError as e:
+        raise v.fail(key, e.problem, e.remedy) from None
+    return kernel

@@ -14,6 +14,8 @@ key and the fix, then built on a lab host.
     vms:
       vm0:
         image: tiny                    # or debian
+        kernel: linux-image-6.1.0-50-amd64  # tiny on another kernel (labctl image build
+                                       # tiny --kernel PACKAGE first); default: APT's
         memory: 256                    # MB, at least 128 (the guide's check)
         profile: fast                  # fast (microvm), pc or q35
         nics:
@@ -41,7 +43,7 @@ from labfixtures.errors import LabError, LabFileError  # LabFileError: re-export
 from labfixtures.guestimages import RECIPES
 from labfixtures.lab.build import BuiltLab, build, build_network, vm_arguments, vm_nic
 from labfixtures.lab.lab import Lab
-from labfixtures.lab.labcheck import PORT_KEYS, Checker, check_gateway
+from labfixtures.lab.labcheck import PORT_KEYS, Checker, check_gateway, check_kernel
 from labfixtures.lab.labspec import (
     HostDef,
     LabFile,
@@ -172,7 +174,7 @@ def parse(data: Any, source: str = "<lab file>") -> LabFile:
 def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | None,
         used_taps: dict[int, str], recipes: Any) -> VmDef:
     v.name(vname, key)
-    vm = v.mapping(vm, key, {"image", "memory", "vcpus", "profile", "nics"})
+    vm = v.mapping(vm, key, {"image", "kernel", "memory", "vcpus", "profile", "nics"})
     mark = len(v.mistakes)
     fields: dict[str, Any] = {}
     with v.each():
@@ -199,6 +201,9 @@ def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | N
                          + f"use one of: {', '.join(sorted(recipes))} "
                          "(see `labctl image list`)")
         fields["image"] = image
+    with v.each():
+        fields["kernel"] = check_kernel(v, f"{key}.kernel", vm.get("kernel"),
+                                        vm.get("image", "tiny"))
     nics = []
     for i, nic in enumerate(v.list_(vm.get("nics"), f"{key}.nics")):
         k = f"{key}.nics[{i}]"
@@ -206,7 +211,7 @@ def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | N
             nics.append(_nic(v, k, nic, seen_taps, used_taps, key))
     v.done(mark)
     return VmDef(vname, fields["image"], fields["memory"], fields["vcpus"], fields["profile"],
-                 tuple(nics))
+                 tuple(nics), fields.get("kernel"))
 
 
 def _nic(v: Checker, k: str, nic: Any, seen_taps: dict[int, str] | None, used_taps: dict[int, str],

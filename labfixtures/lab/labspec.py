@@ -72,6 +72,7 @@ class VmDef:
     vcpus: int = 1
     profile: str = "fast"
     nics: tuple[NicDef, ...] = ()
+    kernel: str | None = None  # image tiny on this Debian kernel package
 
 
 @dataclass

@@ -25,7 +25,8 @@ from typing import Any
 
 from labfixtures import guestimages
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.errors import LabError
+from labfixtures.errors import ImageError, LabError
+from labfixtures.guestimages import kernels
 from labfixtures.guestimages.config import GuestConfig
 from labfixtures.guests.guest import Guest
 from labfixtures.guests.ssh import GuestSSH, Result
@@ -36,7 +37,7 @@ from labfixtures.qemu import Machine, MachineSpec
 from labfixtures.qemu.images import create_overlay
 from labfixtures.qemu.spec import READY_MARKER
 
-__all__ = ["VM", "Guest", "VmNic", "VmOptions", "guest_config", "image_of"]
+__all__ = ["VM", "Guest", "VmNic", "VmOptions", "check_kernel", "guest_config", "image_of"]
 
 
 class VM(Guest):
@@ -238,7 +239,25 @@ class VM(Guest):
         return self.ssh().testinfra_host()
 
 def image_of(opts: VmOptions) -> guestimages.GuestImage:
-    """The image OPTS name (built if needed), or the one it holds."""
+    """The image OPTS name or hold: a built image, or the cached build of a recipe name
+    (never built here: an ImageError says how), on OPTS.kernel if given (tiny only)."""
+    if opts.kernel:
+        return kernels.get_tiny(check_kernel(opts.image, opts.kernel))
     if isinstance(opts.image, guestimages.GuestImage):
         return opts.image
     return guestimages.get(opts.image)
+
+
+def check_kernel(image: str | guestimages.GuestImage, kernel: str) -> str:
+    """KERNEL if it can go with IMAGE: a kernel package name, with the tiny recipe only."""
+    kernels.parse(kernel)
+    if isinstance(image, guestimages.GuestImage):
+        raise ImageError(image.name, f"kernel={kernel!r} goes with image=\"tiny\" (a recipe "
+                         f"name), not with a built image ({image.name}-{image.recipe_hash})",
+                         f"give image=\"tiny\", kernel={kernel!r}; or the image alone "
+                         "(kernels.build_tiny(PACKAGE) makes one)")
+    if image != "tiny":
+        raise ImageError(str(image), f"kernel={kernel!r}: the {image} image cannot be built "
+                         "on another kernel (only tiny can, for now)",
+                         f"use image=\"tiny\" with kernel=, or drop kernel= for {image}")
+    return kernel

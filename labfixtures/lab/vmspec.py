@@ -51,6 +51,7 @@ class VmNic:
 @dataclass
 class VmOptions:
     image: str | guestimages.GuestImage = "tiny"  # a recipe name, or a built image
+    kernel: str | None = None  # with image "tiny": this Debian kernel package instead
     memory: int = 256  # MB
     vcpus: int = 1
     profile: str = "fast"

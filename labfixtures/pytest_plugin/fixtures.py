@@ -99,13 +99,17 @@ def _image(name: str) -> GuestImage:
         return guestimages.get(name)
     except LabError as e:
         # a suite that skips the image it claims to test proves nothing: fail, with the fix
-        pytest.fail(f"{e.problem}\n  remedy: {e.remedy} (./ci/setup does it)", pytrace=False)
+        kernel = getattr(guestimages.RECIPES.get(name), "kernel", "")
+        how = (f"--lab-guest-kernel {kernel} selects it for this session; ./ci/setup builds "
+               "the default kernel only" if kernel else "./ci/setup does it")
+        pytest.fail(f"{e.problem}\n  remedy: {e.remedy} ({how})", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_image() -> GuestImage:
-    """The cached `tiny` guest image (kernel + busybox/dropbear initramfs); fails with
-    the remedy (`labctl image build tiny`) when it is not built."""
+    """The cached `tiny` guest image (kernel + busybox/dropbear initramfs), on the
+    session's `--lab-guest-kernel` if given; fails with the remedy (`labctl image build
+    tiny`, with `--kernel PACKAGE` for another kernel) when it is not built."""
     return _image("tiny")
 
 
