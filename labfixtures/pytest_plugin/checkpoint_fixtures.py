@@ -44,6 +44,7 @@ import pytest
 
 from labfixtures import checkpoint
 from labfixtures.errors import LabError
+from labfixtures.guestimages import kernels
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
 from labfixtures.qemu.accel import host_tsc_khz
@@ -113,6 +114,11 @@ def _check_asked(vm: VM, kw: dict[str, Any]) -> None:
     if tap is not None and vm.nics and vm.nics[0].tap != tap:
         pytest.fail(f"checkpoint of {vm.name} is on tap{vm.nics[0].tap}, the test asks for "
                     f"tap{tap}", pytrace=False)
+    kernel = kw.get("kernel")
+    if kernel and kernels.kernel_of(vm.image)[0] != kernels.parse(kernel)[0]:
+        pytest.fail(f"checkpoint of {vm.name} was saved on {vm.image.name} with kernel "
+                    f"{' '.join(kernels.kernel_of(vm.image)) or '?'}, the test asks for "
+                    f"kernel={kernel!r}", pytrace=False)
 
 
 def auto_tag(vm: VM) -> str:
