@@ -6,6 +6,9 @@ import pytest
 import yaml
 
 from labfixtures.errors import LabError
+from labfixtures.guestimages import GuestImage, ImageCache
+from labfixtures.guestimages.kernels import TinyOnKernel
+from labfixtures.lab.build import vm_arguments
 from labfixtures.lab.labfile import LabFileError, load, parse
 
 SEED = Path(__file__).parents[2] / "scenarios" / "labs" / "seed-minimal.yaml"
@@ -201,3 +204,72 @@ def test_a_bad_tap_is_not_reported_again_by_the_vm_that_uses_it():
     data = base()
     data["taps"][0]["number"] = 70000
     assert [m.key for m in error(data).mistakes] == ["taps[0].number"]
+
+
+# -- a VM's kernel: (the tiny guest on another Debian kernel package) -----------------------
+
+GHOST = "linux-image-6.1.0-99-amd64=6.1.999-1"  # pinned: no APT question, never built
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    """An image cache with no build (its key pair is made on first use)."""
+    monkeypatch.setenv("LABFIXTURES_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def fake_build(cache: Path, kernel: str) -> Path:
+    """A manifest where the tiny build on KERNEL would be: what the check looks for."""
+    c = ImageCache(cache)
+    d = c.image_dir("tiny", c.recipe_hash(TinyOnKernel(kernel=kernel)))
+    d.mkdir(parents=True)
+    package, version = kernel.split("=")
+    GuestImage("tiny", d.name.removeprefix("tiny-"), d, d / "vmlinux", d / "initrd.img", None,
+               "", "root", c.private_key, packages={package: version}).write_manifest()
+    return d
+
+
+def test_kernel_of_a_vm_is_kept_when_its_tiny_build_is_in_the_cache(empty_cache):
+    fake_build(empty_cache, GHOST)
+    data = base()
+    data["vms"]["vm0"]["kernel"] = GHOST
+    vm = parse(data).vms["vm0"]
+    assert (vm.image, vm.kernel) == ("tiny", GHOST)
+    assert vm_arguments(vm)["kernel"] == GHOST
+    assert "kernel" not in vm_arguments(parse(base()).vms["vm0"])
+
+
+def test_kernel_not_built_names_the_key_and_the_build_command(empty_cache):
+    data = base()
+    data["vms"]["vm0"]["kernel"] = GHOST
+    e = error(data)
+    assert e.key == "vms.vm0.kernel"
+    assert f"the tiny guest on {GHOST} is not built" in e.problem
+    assert f"labctl image build tiny --kernel {GHOST}" in e.remedy
+    assert not list((empty_cache / "images").glob("tiny-*"))  # nothing built or fetched
+
+
+def test_kernel_must_be_a_kernel_package():
+    data = base()
+    data["vms"]["vm0"]["kernel"] = "linux-6.1"
+    e = error(data)
+    assert e.key == "vms.vm0.kernel"
+    assert "not a Debian kernel image package" in e.problem
+    assert "linux-image-6.1.0-50-amd64" in e.remedy
+    data["vms"]["vm0"]["kernel"] = 61
+    assert "not a kernel package name" in error(data).problem
+
+
+def test_kernel_goes_with_the_tiny_image_only():
+    data = base()
+    data["vms"]["vm0"].update(image="debian", kernel="linux-image-6.1.0-50-amd64")
+    e = error(data)
+    assert e.key == "vms.vm0.kernel"
+    assert "debian image cannot be built on another kernel" in e.problem
+    assert "image: tiny" in e.remedy
+
+
+def test_kernel_typo_suggests_the_key():
+    data = base()
+    data["vms"]["vm0"]["kernal"] = "linux-image-6.1.0-50-amd64"
+    assert "did you mean `kernel`?" in error(data).remedy
