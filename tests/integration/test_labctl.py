@@ -38,7 +38,10 @@ def test_doctor_says_a_lab_can_run_here():
 def test_image_list_shows_tiny_built():
     cp = labctl("image", "list")
     assert cp.returncode == 0
-    assert "tiny     built," in cp.stdout
+    current = [line.split() for line in cp.stdout.splitlines()
+               if line.split()[:1] == ["current"] and " tiny-" in line]
+    assert current, cp.stdout
+    assert "the default kernel" in cp.stdout  # and which kernel package it is on
 
 
 @pytest.mark.vm
