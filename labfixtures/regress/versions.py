@@ -1,19 +1,24 @@
 """What a run ran on: host kernel, guest images (kernel, recipe hash), QEMU (path,
 `--version`, package), Open vSwitch, accelerator, Python, labfixtures.
 
-`collect()` asks the host once (a few short commands; nothing fails: an unknown part is
-written "unknown" with the reason). The same data goes into the report header, the JUnit
-test-suite properties (`properties()`) and the results file (`to_json()`); `differences()`
-says what changed between two runs, which `compare` prints first.
+`collect()` asks the host once (a few short commands, their answers cached by the files
+they depend on; nothing fails: an unknown part is written "unknown" with the reason). The
+same data goes into the report header, the JUnit test-suite properties (`properties()`)
+and the results file (`to_json()`); `differences()` says what changed between two runs,
+which `compare` prints first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from labfixtures import guestimages
@@ -127,17 +132,71 @@ def _first_line(argv: list[str]) -> str:
     return cp.stdout.strip().split("\n")[0] if cp.ok else UNKNOWN
 
 
-def qemu_version(selected: str = "") -> QemuVersion:
-    found = shutil.which(QEMU)
-    if found is None:
-        return QemuVersion(selected=selected)
-    path = os.path.realpath(found)  # through --lab-qemu's link: the chosen binary itself
+#: what the probes said, by the files they depend on: `<cache>/version-probes.json`
+PROBE_CACHE = "version-probes.json"
+DPKG_STATUS = Path("/var/lib/dpkg/status")  # changes with every package installed
+
+
+def _stamp(path: Path | str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def cached_probe(what: str, files: list[Path | str], probe: Callable[[], list[str]],
+                 cache: Path | None = None) -> list[str]:
+    """PROBE's answer, asked again only when one of FILES (a binary, dpkg's database)
+    changed: kept in CACHE (default `<cache>/version-probes.json`) under WHAT and the
+    files' path, size and mtime. An answer holding UNKNOWN is not kept."""
+    cache = cache if cache is not None else guestimages.default_cache_dir() / PROBE_CACHE
+    key = "|".join([what, *map(_stamp, files)])
+    known: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(cache.read_text())
+        known = loaded if isinstance(loaded, dict) else {}
+    got = known.get(what)
+    if isinstance(got, dict) and got.get("key") == key and isinstance(got.get("value"), list):
+        return [str(v) for v in got["value"]]
+    value = probe()
+    if UNKNOWN not in value:
+        known[what] = {"key": key, "value": value}
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+            tmp.rename(cache)
+    return value
+
+
+def _qemu_probe(path: str) -> list[str]:
     try:
         version = builds.version_of(path)
     except LabError:
         version = UNKNOWN
-    package, package_version = builds.package_of(path)
+    return [version, *builds.package_of(path)]
+
+
+def qemu_version(selected: str = "", cache: Path | None = None) -> QemuVersion:
+    found = shutil.which(QEMU)
+    if found is None:
+        return QemuVersion(selected=selected)
+    path = os.path.realpath(found)  # through --lab-qemu's link: the chosen binary itself
+    # a fetched build's launcher: its build.json says the package; the binary it runs
+    # is what changes when the build is fetched again
+    version, package, package_version = cached_probe(
+        f"qemu {path}", [path, Path(path).parent.parent / builds.BUILD_FILE, DPKG_STATUS],
+        lambda: _qemu_probe(path), cache)
     return QemuVersion(path, version, package, package_version, selected)
+
+
+def _ovs_probe() -> list[str]:
+    ovs = _first_line(["ovs-vswitchd", "--version"])
+    pkg = run(["dpkg-query", "-W", "-f=${Version}", "openvswitch-switch"], timeout=30,
+              check=False, missing="")
+    return [ovs.rsplit(" ", 1)[-1] if ovs != UNKNOWN else ovs,
+            pkg.stdout.strip() if pkg.ok else ""]
 
 
 def image_versions() -> dict[str, ImageVersion]:
@@ -167,10 +226,10 @@ def labfixtures_version() -> str:
 
 def collect(selected_qemu: str = "", images: bool = True,
             guest_kernel: str = "") -> Versions:
-    """Ask the host what this run runs on (QEMU as found on PATH: --lab-qemu's choice)."""
-    ovs = _first_line(["ovs-vswitchd", "--version"])
-    ovs_pkg = run(["dpkg-query", "-W", "-f=${Version}", "openvswitch-switch"], timeout=30,
-                  check=False, missing="")
+    """Ask the host what this run runs on (QEMU as found on PATH: --lab-qemu's choice).
+    The answers of the binaries and of dpkg are cached by their files (`cached_probe`)."""
+    ovs_bin = shutil.which("ovs-vswitchd") or "ovs-vswitchd"
+    ovs, ovs_pkg = cached_probe("openvswitch", [ovs_bin, DPKG_STATUS], _ovs_probe)
     try:
         acc = accel.detect()
         acc_name, acc_reason = acc.name, acc.reason
@@ -179,8 +238,7 @@ def collect(selected_qemu: str = "", images: bool = True,
     return Versions(
         host_kernel=platform.release(),
         qemu=qemu_version(selected_qemu),
-        openvswitch=ovs.rsplit(" ", 1)[-1] if ovs != UNKNOWN else ovs,
-        openvswitch_package=ovs_pkg.stdout.strip() if ovs_pkg.ok else "",
+        openvswitch=ovs, openvswitch_package=ovs_pkg,
         accelerator=acc_name, accelerator_reason=acc_reason,
         python=platform.python_version(), labfixtures=labfixtures_version(),
         images=image_versions() if images else {},
