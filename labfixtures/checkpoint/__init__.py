@@ -14,11 +14,13 @@ Each function takes `store=` (a `CheckpointStore`, default `<cache>/checkpoints`
 The modules, one concept each: `manifest` (the versioned `Manifest`: its one reader and
 writer), `store` (where checkpoints live: `CheckpointStore`, `Checkpoint`), `bundle`
 (export and verified import), `snapshot` (the live snapshot over QMP), `operations` (save
-and restore of a VM), `persistent` (the same for a VM of a `labctl up` lab).
+and restore of a VM), `persistent` (the same for a VM of a `labctl up` lab), `qemuid`
+(which QEMU binary: the automatic checkpoints' key).
 """
 
 from __future__ import annotations
 
+from labfixtures.checkpoint import qemuid
 from labfixtures.checkpoint.bundle import MAX_BUNDLE_SIZE, export, import_bundle
 from labfixtures.checkpoint.manifest import (
     DISK_FILE,
@@ -32,6 +34,7 @@ from labfixtures.checkpoint.manifest import (
 )
 from labfixtures.checkpoint.operations import restore, restore_into, save
 from labfixtures.checkpoint.persistent import restore_lab_vm, save_lab_vm
+from labfixtures.checkpoint.qemuid import identity as qemu_identity
 from labfixtures.checkpoint.snapshot import qemu_version
 from labfixtures.checkpoint.store import (
     Checkpoint,
@@ -50,6 +53,6 @@ __all__ = [
     "DISK_FILE", "FORMAT", "MANIFEST", "MANIFEST_SUM", "MAX_BUNDLE_SIZE", "STATE_FILE",
     "Checkpoint", "CheckpointError", "CheckpointStore", "ImageIdentity", "Manifest",
     "default_store_dir", "delete", "differences", "export", "import_bundle",
-    "list_checkpoints", "qemu_version", "restore", "restore_into", "restore_lab_vm", "save",
-    "save_lab_vm",
+    "list_checkpoints", "qemu_identity", "qemu_version", "qemuid", "restore", "restore_into",
+    "restore_lab_vm", "save", "save_lab_vm",
 ]

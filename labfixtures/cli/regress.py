@@ -12,7 +12,7 @@ from labfixtures.errors import LabError
 from labfixtures.regress import attribute as attr
 from labfixtures.regress import compare as cmp
 from labfixtures.regress import matrix
-from labfixtures.regress.bisect import bisect
+from labfixtures.regress.bisect import Step, bisect, steps_table
 from labfixtures.regress.compare import status_of
 from labfixtures.regress.results import read_many
 
@@ -120,9 +120,28 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return cmp.REGRESSION if found else cmp.NO_REGRESSION
 
 
+KERNEL_NO_CHECKPOINT = ("a kernel bisection boots every step: each step's guest is another "
+                        "image, so no checkpoint can be shared between steps")
+
+
+def _bisect_options(args: argparse.Namespace, component: str, first: str) -> list[str]:
+    """The pytest options of every step: how checkpoints are used."""
+    if args.no_checkpoints:
+        return ["--lab-no-checkpoints"]
+    return ["--lab-checkpoint-qemu", first] if component == "qemu" else []
+
+
 def cmd_bisect(args: argparse.Namespace) -> int:
     out = Path(args.out)
     component, versions = ("qemu", args.qemu) if args.qemu else ("kernel", args.kernel)
+    options = _bisect_options(args, component, versions[0])
+    if component == "kernel":
+        print(f"labctl regress: {KERNEL_NO_CHECKPOINT}", flush=True)
+    elif not args.no_checkpoints:
+        print(f"labctl regress: steps start from the checkpoints of {versions[0]} (saved "
+              "by its step, restored on each other QEMU; a cold boot where that fails)",
+              flush=True)
+    steps: list[Step] = []
 
     def cell(version: str) -> matrix.Cell:
         if component == "qemu":
@@ -132,15 +151,24 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     def is_good(version: str) -> bool | None:
         c = cell(version)
         print(f"labctl regress: bisect step: {c.label()}", flush=True)
-        run = matrix.run_cell(c, [*_pytest_args(args), args.test], out)
+        run = matrix.run_cell(c, [*_pytest_args(args), *options, args.test], out)
         results = matrix.load(out)[c].by_nodeid()
         found = next((rs for nodeid, rs in results.items() if nodeid.endswith(args.test)
                       or args.test.endswith(nodeid)), None)
         st = status_of(found).status if found else "missing"
-        print(f"labctl regress: {c.label()}: {st} ({run.seconds:.0f} s)", flush=True)
+        step = Step(version, st, run.seconds, dict(found[0].came_up) if found else {})
+        steps.append(step)
+        print(f"labctl regress: step {len(steps)}: {step.describe()}", flush=True)
         return {"pass": True, "fail": False}.get(st)
 
-    result = bisect(versions, is_good)
+    try:
+        result = bisect(versions, is_good)
+    finally:
+        if steps:
+            table = steps_table(steps)
+            print(table, end="")
+            if args.markdown:
+                _write(args.markdown, table)
     print(f"{args.test}: {component} {result.describe()}")
     return 0 if result.first_bad is not None else cmp.CANNOT_COMPARE
 
@@ -238,7 +266,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run TEST on versions of one component, old to new (the first must "
                     "pass, the last fail), halving the range each step; a version where "
                     "the test cannot run (a lab error) is skipped. Each step is one cell "
-                    "written to OUT.",
+                    "written to OUT. QEMU: the first step saves its VMs' state just after "
+                    "boot (automatic checkpoints, lab_vm) and every other step restores it "
+                    "on its own QEMU, booting only where that fails; each step says which "
+                    "and its wall time. Kernel: " + KERNEL_NO_CHECKPOINT + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  labctl regress bisect --qemu host "
                "1:7.2+dfsg-7+deb12u15 --test scenarios/test_s10_vm.py::test_ping -- -q\n"
@@ -252,5 +283,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="the other component, fixed (default: the default kernel / host QEMU)")
     b.add_argument("--test", required=True, metavar="NODEID", help="the test to bisect")
     b.add_argument("--out", default="regress-bisect", metavar="DIR")
+    b.add_argument("--no-checkpoints", action="store_true",
+                   help="boot the VMs in every step (pytest --lab-no-checkpoints)")
+    b.add_argument("--markdown", metavar="FILE", help="write the steps' table there too")
     b.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS")
     b.set_defaults(func=cmd_bisect)

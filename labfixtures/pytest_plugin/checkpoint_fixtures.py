@@ -14,8 +14,8 @@
         vm0 = vm_from_checkpoint("step1", "vm0")
 
 `lab_vm(name, **kw)` takes `lab.vm()`'s arguments. The first time a worker asks for a VM
-with given settings (image and its recipe hash, NICs, addresses, memory, profile, QEMU
-version, host TSC), it boots it, waits for SSH and saves an automatic checkpoint in
+with given settings (image and its recipe hash, NICs, addresses, memory, profile, the QEMU
+binary, host TSC), it boots it, waits for SSH and saves an automatic checkpoint in
 `<cache>/checkpoints/.auto/`; every later request, in this run or the next ones, restores
 that checkpoint instead of booting (~0.5 s instead of ~2.5 s for the tiny guest under TCG),
 so each test starts from the same just-booted state. `--lab-no-checkpoints` boots every
@@ -38,6 +38,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,7 +50,10 @@ from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
 from labfixtures.qemu.accel import host_tsc_khz
 
-AUTO_FORMAT = 1
+AUTO_FORMAT = 2  # 2: keyed on the QEMU binary's identity, not its version
+#: how each VM of a test came up, a `user_properties` entry `lab_came_up:VM`
+CAME_UP_PREFIX = "lab_came_up:"
+QEMU_HASHES = ".qemu-hashes.json"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +89,7 @@ def lab_vm(lab: Lab, request: pytest.FixtureRequest,
     restored from an automatic checkpoint when possible (see the module's doc)."""
     marker = request.node.get_closest_marker("checkpoint")
     no_checkpoints = request.config.getoption("--lab-no-checkpoints")
+    reference = request.config.getoption("--lab-checkpoint-qemu", None)
 
     def make(name: str, **kw: Any) -> VM:
         if marker is not None and _marked(marker, name):
@@ -97,7 +102,9 @@ def lab_vm(lab: Lab, request: pytest.FixtureRequest,
             return vm
         if no_checkpoints or kw.get("start") is False:
             return lab.vm(name, **kw)
-        return boot_once(lab, name, checkpoint_store.auto, **kw)
+        return boot_once(lab, name, checkpoint_store.auto, reference=reference,
+                         note=lambda how: request.node.user_properties.append(
+                             (f"{CAME_UP_PREFIX}{name}", how)), **kw)
     return make
 
 
@@ -121,9 +128,11 @@ def _check_asked(vm: VM, kw: dict[str, Any]) -> None:
                     f"kernel={kernel!r}", pytrace=False)
 
 
-def auto_tag(vm: VM) -> str:
-    """The automatic checkpoint's tag: a hash of everything that shapes the booted state."""
-    key = {"format": AUTO_FORMAT, "vm": vm.state().to_dict(), "qemu": checkpoint.qemu_version(),
+def auto_tag(vm: VM, qemu: str, hash_cache: Path | None = None) -> str:
+    """The automatic checkpoint's tag: a hash of everything that shapes the booted state,
+    the QEMU binary included (its identity, not its version: see checkpoint.qemuid)."""
+    key = {"format": AUTO_FORMAT, "vm": vm.state().to_dict(),
+           "qemu": checkpoint.qemu_identity(qemu, hash_cache),
            "spec": {k: str(v) for k, v in vars(vm.spec()).items()
                     if k not in ("serial_log", "qmp_socket", "uefi_vars")},
            "tsc": host_tsc_khz()}
@@ -131,25 +140,56 @@ def auto_tag(vm: VM) -> str:
     return "auto-" + hashlib.sha256(blob).hexdigest()[:20]
 
 
-def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, **kw: Any) -> VM:
+def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, *,
+              reference: str | None = None, note: Callable[[str], None] | None = None,
+              **kw: Any) -> VM:
     """`lab.vm(name, **kw)`, restored from the automatic checkpoint of these settings if
-    there is one, else booted, checked over SSH and checkpointed for the next time."""
+    there is one, else booted, checked over SSH and checkpointed for the next time.
+
+    REFERENCE (`--lab-checkpoint-qemu`, set by `labctl regress bisect`): the checkpoint is
+    the one saved on that QEMU, and only that QEMU saves it; on another QEMU it is
+    restored when it can be, else the VM boots and the checkpoint is kept as it is.
+    NOTE is told how the VM came up: `restored`, `booted` or `booted: WHY`."""
     kw.pop("start", None)
     vm = lab.vm(name, start=False, **kw)
-    tag = auto_tag(vm)
+    running = str(checkpoint.qemuid.resolve())
+    keyed_on = str(checkpoint.qemuid.resolve(reference)) if reference else running
+    tag = auto_tag(vm, keyed_on, store.root / QEMU_HASHES)
+    saver = keyed_on == running
+    why = "no checkpoint yet"
     if store.find(name, tag) is not None:
         try:
-            return checkpoint.restore(vm, tag, store=store, timeout=30.0)
+            checkpoint.restore(vm, tag, store=store, timeout=30.0)
+            if note:
+                note("restored")
+            return vm
         except LabError as e:  # a damaged or unusable automatic checkpoint: boot instead
+            why = f"restore failed: {e.problem}{_qemu_said(vm, e.problem)}"
             warnings.warn(f"automatic checkpoint {name}@{tag} unusable, booting: {e}",
                           stacklevel=2)
             vm.stop()
             if vm.overlay is not None:
                 vm.overlay.unlink(missing_ok=True)
                 vm.overlay = None
-            with contextlib.suppress(LabError):
-                store.delete(name, tag)
+            if saver:
+                with contextlib.suppress(LabError):
+                    store.delete(name, tag)
     vm.start()
     vm.run("true", check=True)
-    checkpoint.save(vm, tag, store=store, exist_ok=True)
+    if note:
+        note("booted" if saver else f"booted: {why}")
+    if saver:
+        checkpoint.save(vm, tag, store=store, exist_ok=True)
     return vm
+
+
+def _qemu_said(vm: VM, known: str) -> str:
+    """What QEMU logged during VM's failed restore (`virtio-net ctrl missing headers`,
+    `Length mismatch: ...`), as '; QEMU: LINE | LINE', or ''."""
+    log = vm.machine.stderr_log if vm.machine is not None else None
+    with contextlib.suppress(OSError):
+        lines = log.read_text(errors="replace").strip().splitlines() if log else []
+        lines = [ln for ln in lines if ln.strip() and ln.strip() not in known]
+        if lines:
+            return "; QEMU: " + " | ".join(ln[:200] for ln in lines[-3:])
+    return ""

@@ -2,6 +2,8 @@
 
 - `--lab-qemu NAME|PATH`: the session runs on another QEMU (a build fetched by
   `labctl qemu fetch`, or any binary or wrapper script), put first on PATH;
+- `--lab-checkpoint-qemu NAME|PATH|host`: the automatic checkpoints are those of that QEMU,
+  restored on the session's (a bisection's steps start from the known-good one's state);
 - `--lab-guest-kernel PACKAGE`: the session's tiny guest is the one built on that kernel;
 - the versions a run runs on, in the report header and as JUnit test-suite properties
   (added on the controller: they work under pytest-xdist);
@@ -36,6 +38,7 @@ from _pytest.runner import call_and_report
 from labfixtures.core.runner import run
 from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
+from labfixtures.pytest_plugin.checkpoint_fixtures import CAME_UP_PREFIX
 from labfixtures.regress import qemusel, versions
 from labfixtures.regress.guide import GuideStep
 from labfixtures.regress.results import (
@@ -62,6 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every VM of the session on this QEMU: a build fetched by "
                          "`labctl qemu fetch VERSION` (its version, see `labctl qemu "
                          "list`) or the path of a binary or wrapper script")
+    group.addoption("--lab-checkpoint-qemu", metavar="NAME|PATH|host", default=None,
+                    help="automatic checkpoints (lab_vm) are those saved on this QEMU, and "
+                         "only this QEMU saves them; on the session's QEMU (--lab-qemu) "
+                         "they are restored, or the VM boots if that fails (used by "
+                         "`labctl regress bisect --qemu`)")
     group.addoption("--lab-guest-kernel", metavar="PACKAGE[=VERSION]", default=None,
                     help="the tiny guest of this session is built on this Debian kernel "
                          "package (e.g. linux-image-6.1.0-50-amd64): its own cache entry, "
@@ -87,6 +95,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", GUIDE_MARKER)
     if config.getoption("--lab-rerun-failures") < 0:
         raise pytest.UsageError("--lab-rerun-failures N: N must be 0 or more")
+    reference = config.getoption("--lab-checkpoint-qemu")
+    if reference:  # resolved before --lab-qemu's choice goes first on PATH
+        try:
+            config.option.lab_checkpoint_qemu = str(qemusel.resolve(reference))
+        except LabError as e:
+            raise pytest.UsageError(f"{e.problem}\n  remedy: {e.remedy}") from None
     asked = config.getoption("--lab-qemu")
     if asked:
         try:
@@ -211,6 +225,15 @@ def guide_of(user_properties: list[tuple[str, object]]) -> list[GuideStep]:
             if isinstance(k, str) and k.startswith(GUIDE_PREFIX)]
 
 
+def came_up_of(user_properties: list[tuple[str, object]]) -> dict[str, str]:
+    """How each VM came up (checkpoint_fixtures.boot_once): the first attempt's."""
+    out: dict[str, str] = {}
+    for k, v in user_properties:
+        if isinstance(k, str) and k.startswith(CAME_UP_PREFIX):
+            out.setdefault(k[len(CAME_UP_PREFIX):], str(v))
+    return out
+
+
 def metrics_of(user_properties: list[tuple[str, object]]) -> list[Metric]:
     out = []
     for key, value in user_properties:
@@ -298,11 +321,13 @@ class _Record:
     attempts: list[str] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     guide: list[GuideStep] = field(default_factory=list)
+    came_up: dict[str, str] = field(default_factory=dict)
 
     def result(self, nodeid: str) -> TestResult:
         outcome, phase, kind, message = self.failure or (self.ran, "", "", "")
         return TestResult(nodeid, outcome, self.duration, phase, message, kind,  # type: ignore[arg-type]
-                          list(self.attempts), list(self.metrics), list(self.guide))
+                          list(self.attempts), list(self.metrics), list(self.guide),
+                          dict(self.came_up))
 
 
 class Recorder:
@@ -331,6 +356,7 @@ class Recorder:
         if report.when == "teardown":
             r.metrics = metrics_of(list(report.user_properties))
             r.guide = guide_of(list(report.user_properties))
+            r.came_up = came_up_of(list(report.user_properties))
         attempts = getattr(report, "lab_attempts", None)
         if attempts:
             r.attempts = [str(a) for a in attempts]

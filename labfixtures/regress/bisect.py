@@ -6,6 +6,13 @@ VERSIONS go from old to new; the oldest is taken as good and the newest as bad (
 checked first: a bisection between two good versions proves nothing). IS_GOOD(version)
 runs the test on that version and says True (passes), False (fails) or None (could not
 tell: a lab error, a skip; that version is left out, as `git bisect skip` does).
+
+Steps from a checkpoint (`labctl regress bisect --qemu`): the first step, on the known-good
+QEMU, saves the VMs' automatic checkpoints (`pytest --lab-checkpoint-qemu GOOD`); every
+other step restores them on its own QEMU (same guest, same machine type: QEMU's versioned
+machine types keep a release's streams loadable by its patch releases) and boots only when
+the restore fails. `Step` is one step as the output reports it. A kernel bisection shares
+nothing: each step's guest is another image.
 """
 
 from __future__ import annotations
@@ -14,6 +21,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from labfixtures.errors import LabError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One run of the test: its version, its status, its wall time, how its VMs came up
+    (`{"vm0": "restored"}`, `booted`, `booted: restore failed: ...`)."""
+
+    version: str
+    status: str  # pass, fail, error, skip, flaky, missing
+    seconds: float
+    came_up: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def start(self) -> str:
+        """`restored`, `cold boot`, `mixed` (some VMs restored) or `no VM`."""
+        hows = {"restored" if h == "restored" else "cold boot" for h in self.came_up.values()}
+        return "no VM" if not hows else hows.pop() if len(hows) == 1 else "mixed"
+
+    def describe(self) -> str:
+        why = "; ".join(f"{vm}: {h}" for vm, h in sorted(self.came_up.items())
+                        if h != "restored" and h != "booted")
+        return (f"{self.version}: {self.status} in {self.seconds:.1f} s, {self.start}"
+                + (f" ({why})" if why else ""))
+
+
+def steps_table(steps: Sequence[Step]) -> str:
+    """Markdown: each step, how it started and its wall time."""
+    lines = ["| step | version | test | VMs | wall time |", "|---|---|---|---|---|"]
+    lines += [f"| {i} | {s.version} | {s.status} | {s.start} | {s.seconds:.1f} s |"
+              for i, s in enumerate(steps, 1)]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass

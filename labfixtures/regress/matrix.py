@@ -24,10 +24,11 @@ from pathlib import Path
 
 from labfixtures.errors import LabError
 from labfixtures.regress.compare import status_of
+from labfixtures.regress.qemusel import HOST
 from labfixtures.regress.results import Results, ResultsError
 
 DEFAULT_KERNEL = "default"
-HOST_QEMU = "host"
+HOST_QEMU = HOST
 _SAFE = re.compile(r"[^A-Za-z0-9.+~_-]")
 
 

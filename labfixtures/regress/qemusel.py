@@ -21,6 +21,8 @@ from labfixtures.guestimages.cache import default_cache_dir
 from labfixtures.qemu import builds
 from labfixtures.qemu.cmdline import QEMU
 
+HOST = "host"  # the host's own QEMU (matrix.HOST_QEMU says the same)
+
 
 def builds_root() -> Path:
     """Where `labctl qemu fetch` keeps its builds: `<cache>/qemu`."""
@@ -28,8 +30,15 @@ def builds_root() -> Path:
 
 
 def resolve(asked: str, root: Path | None = None) -> Path:
-    """The binary that ASKED names: a path to an executable, or a fetched build's name."""
+    """The binary that ASKED names: a path to an executable, a fetched build's name, or
+    'host' (the QEMU found on PATH now)."""
     root = builds_root() if root is None else root
+    if asked == HOST:
+        found = shutil.which(QEMU)
+        if found is None:
+            raise LabError(f"{QEMU} is not installed: there is no host QEMU",
+                           "apt-get install qemu-system-x86, or give a build or a path")
+        return Path(os.path.realpath(found))
     if "/" in asked:
         path = Path(asked).expanduser().absolute()
         if not (path.is_file() and os.access(path, os.X_OK)):

@@ -12,13 +12,16 @@ remedy, a file written by a newer one::
                 "message": "", "error_kind": "",
                 "metrics": [{"name": "boot_to_ssh", "value": 2.31, "unit": "s"}],
                 "guide": [{"step": "A.3", "command": "qemu-img create -b ...",
-                           "verdict": "refused", "fix": "add -F qcow2", ...}]}]}
+                           "verdict": "refused", "fix": "add -F qcow2", ...}],
+                "came_up": {"vm0": "restored"}}]}
 
 Outcomes, as KernelCI separates them: `pass`, `fail` (the test found a problem), `error`
 (the lab itself did not work: QEMU did not start, an image is missing; nothing was
 tested), `skip`. `attempts` lists every run of the test (`--lab-rerun-failures`), the first
 one first; `outcome` is the first attempt's. `guide` (optional) holds the guide's
-commands that a `guide_commands` scenario ran, with their verdicts (regress.guide).
+commands that a `guide_commands` scenario ran, with their verdicts (regress.guide);
+`came_up` (optional) how each VM of `lab_vm` came up: `restored` from its automatic
+checkpoint, `booted`, or `booted: WHY` when a restore was not possible.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class TestResult:
     attempts: list[str] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
     guide: list[GuideStep] = field(default_factory=list)  # the guide's commands it ran
+    #: how each VM of `lab_vm` came up: restored, booted, or `booted: WHY` (no restore)
+    came_up: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -116,6 +121,7 @@ class TestResult:
         known["metrics"] = [Metric.from_json(m) for m in d.get("metrics", [])]
         known["attempts"] = [str(a) for a in d.get("attempts", [])]
         known["guide"] = [GuideStep.from_json(g) for g in d.get("guide", [])]
+        known["came_up"] = {str(k): str(v) for k, v in dict(d.get("came_up", {})).items()}
         return cls(**known)
 
 

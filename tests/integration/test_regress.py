@@ -260,3 +260,65 @@ def test_bisect_names_the_first_bad_qemu(inner: Path) -> None:
     # each step ran the one test only
     for r in matrix.load(inner / "steps").values():
         assert [t.nodeid for t in r.tests] == ["test_inner.py::test_vm_answers_ssh_on_its_tap"]
+
+
+CHECKPOINTED = '''
+def test_vm_from_a_checkpoint(lab, switch, lab_vm):
+    switch.svi(2, "203.0.113.129/26")
+    lab.tap(2)
+    switch.add_port("tap2", tag=2)
+    vm = lab_vm("vm0", tap=2, addresses=["203.0.113.130/26"])
+    assert vm.run("hostname").stdout.strip() == "vm0"
+    assert vm.machine.qmp("query-name")["name"] == "vm0"  # what QEMU says of itself
+'''
+
+#: two more "QEMUs" around the installed one: BIGGER gives the guest more memory (a saved
+#: state of 256 MiB cannot be loaded: the restore fails, the step boots, the test passes);
+#: RENAMED names the machine otherwise (the state loads; the test, run after the restore,
+#: sees QEMU's new name and fails: a regression that shows after a restore)
+REWRITE = '''#!{python}
+import os, sys
+args = [{new!r} if a == {old!r} else a for a in sys.argv[1:]]
+os.execv({qemu!r}, [{qemu!r}] + args)
+'''
+
+
+def rewriting_qemu(folder: Path, name: str, old: str, new: str) -> Path:
+    path = folder / name
+    path.write_text(REWRITE.format(python=sys.executable, qemu=QEMU, old=old, new=new))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.skipif(QEMU is None, reason="qemu-system-x86 is not installed")
+def test_bisect_steps_start_from_the_good_qemus_checkpoint(tmp_path: Path) -> None:
+    """Three QEMUs: the host's (good: its step boots and saves the checkpoint), one that
+    cannot load that checkpoint (the step falls back to a cold boot, the test passes) and
+    a bad one (restored from the checkpoint, the test fails): the bisect names the bad one
+    and each step says how its VM came up."""
+    (tmp_path / "test_cp.py").write_text(CHECKPOINTED)
+    bigger = rewriting_qemu(tmp_path, "qemu-bigger", "256", "320")
+    renamed = rewriting_qemu(tmp_path, "qemu-renamed", "vm0", "vm0-renamed")
+    rid = secrets.token_hex(3)
+    cp = subprocess.run(
+        [str(VENV_BIN / "labctl"), "regress", "bisect", "--qemu", "host", str(bigger),
+         str(renamed), "--test", "test_cp.py::test_vm_from_a_checkpoint", "--out", "steps",
+         "--markdown", "steps.md", "--", "-p", "no:cacheprovider", "--lab-no-reap", "-q",
+         "--lab-checkpoint-store", str(tmp_path / "store")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        env=dict(os.environ, LABFIXTURES_RUN_ID=rid))
+    no_leftovers(rid)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert (f"test_cp.py::test_vm_from_a_checkpoint: qemu first bad version: {renamed} "
+            f"(last good: {bigger}; 3 runs)") in cp.stdout
+    came_up = {r.versions["qemu"]["selected"] or "host": r.tests[0].came_up["vm0"]
+               for r in matrix.load(tmp_path / "steps").values()}
+    assert came_up["host"] == "booted", came_up  # an empty store: the good QEMU saves
+    assert came_up[str(renamed)] == "restored", came_up  # from the host's checkpoint
+    assert came_up[str(bigger)].startswith("booted: restore failed"), came_up
+    assert "while loading" in came_up[str(bigger)], came_up  # what QEMU said
+    table = (tmp_path / "steps.md").read_text()
+    assert f"| 2 | {renamed} | fail | restored |" in table, table
+    assert f"| 3 | {bigger} | pass | cold boot |" in table, table
+    # only the good QEMU saved: one automatic checkpoint in the store
+    assert len(list((tmp_path / "store" / ".auto" / "vm0").iterdir())) == 1
