@@ -61,7 +61,7 @@ def cmd_image_list(args: argparse.Namespace) -> int:
             if e.kind == "kernel":
                 note.append(f"kernel=\"{_selector(cache, e)}\"")
             if e.kind == "stale":
-                note.append("recipe changed since: nothing selects it")
+                note.append("recipe changed: nothing selects it")
             if e.kind == "partial":
                 note.append("an interrupted build")
             if e.in_use:
