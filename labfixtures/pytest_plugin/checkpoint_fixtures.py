@@ -100,11 +100,16 @@ def lab_vm(lab: Lab, request: pytest.FixtureRequest,
                 pytest.fail(str(e), pytrace=False)
             _check_asked(vm, kw)
             return vm
+        def note(how: str) -> None:
+            request.node.user_properties.append((f"{CAME_UP_PREFIX}{name}", how))
+
         if no_checkpoints or kw.get("start") is False:
-            return lab.vm(name, **kw)
+            vm = lab.vm(name, **kw)
+            if kw.get("start") is not False:
+                note("booted")
+            return vm
         return boot_once(lab, name, checkpoint_store.auto, reference=reference,
-                         note=lambda how: request.node.user_properties.append(
-                             (f"{CAME_UP_PREFIX}{name}", how)), **kw)
+                         note=note, **kw)
     return make
 
 
