@@ -10,8 +10,12 @@ and `compare` says which step a new version broke.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from labfixtures.core.runner import run
+from labfixtures.errors import LabError
 
 WORKS, DIFFERS, REFUSED = "works", "differs", "refused"
 VERDICTS = {WORKS: "works as the guide shows", DIFFERS: "works, with a different output",
@@ -103,3 +107,42 @@ class StepChange:
 def changes(base: list[GuideStep], new: list[GuideStep]) -> list[StepChange]:
     before = {s.key: s for s in base}
     return [StepChange(before.get(s.key), s) for s in new]
+
+
+#: How tools print their version, most specific first: `ovs-vsctl (Open vSwitch) 3.1.0`,
+#: `OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.17` (on stderr), `ip utility,
+#: iproute2-6.1.0, libbpf 1.1.0`, `ps from procps-ng 4.0.2`, `GNU parted 3.5`,
+#: `GNU bash, version 5.2.15(1)-release`, `qemu-img version 7.2.22 (Debian ...)`.
+_VERSION_PATTERNS = (
+    r"\(Open vSwitch\) (\S+)",
+    r"OpenSSH_([^\s,]+)",
+    r"iproute2-([^\s,]+)",
+    r"procps-ng (\S+)",
+    r"version ([0-9][^\s(,]*)",
+    r"\b([0-9]+\.[0-9]+(?:\.[0-9]+)*\S*)\s*$",
+)
+
+
+def version_in(text: str) -> str:
+    """The version number in what `TOOL --version` (or `-V`) printed, else its first line:
+    steps recorded on two machines compare by number, not by banner."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    for pattern in _VERSION_PATTERNS:
+        m = re.search(pattern, line)
+        if m:
+            return m.group(1)
+    return line or "unknown"
+
+
+def tool_version(tool: str) -> str:
+    """What TOOL says of its version (`--version`, else `-V`; stdout, else stderr, where
+    OpenSSH writes it); 'not installed' when there is no such program."""
+    for flag in ("--version", "-V"):
+        try:
+            cp = run([tool, flag], timeout=30, check=False)
+        except LabError:
+            return "not installed"
+        said = cp.stdout if cp.stdout.strip() else cp.stderr
+        if cp.ok and said.strip():
+            return version_in(said)
+    return "unknown"

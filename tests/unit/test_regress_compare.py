@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from labfixtures.regress import compare as cmp
+from labfixtures.regress import guide
 from labfixtures.regress.guide import GuideStep
 from labfixtures.regress.results import (
     Metric,
@@ -211,3 +212,18 @@ def test_a_much_slower_test_is_shown_without_a_verdict() -> None:
     c = cmp.compare(base, new)
     assert c.slower == [("a::x", 0.5, 35.0)] and c.exit_status == cmp.NO_REGRESSION
     assert "- `a::x`: 0.5 s -> 35.0 s" in cmp.to_markdown(c)
+
+
+@pytest.mark.parametrize("said, number", [
+    ("ovs-vsctl (Open vSwitch) 3.1.0\nDB Schema 8.3.1", "3.1.0"),
+    ("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.17 1 Jul 2025", "9.2p1"),
+    ("ip utility, iproute2-6.1.0, libbpf 1.1.0", "6.1.0"),
+    ("ps from procps-ng 4.0.2", "4.0.2"),
+    ("GNU bash, version 5.2.15(1)-release (x86_64-pc-linux-gnu)", "5.2.15"),
+    ("qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u17)\nCopyright", "7.2.22"),
+    ("parted (GNU parted) 3.5", "3.5"),
+    ("\n\nsomething without a number", "something without a number"),
+    ("", "unknown"),
+])
+def test_a_tools_version_is_its_number_not_its_banner(said: str, number: str) -> None:
+    assert guide.version_in(said) == number
