@@ -41,7 +41,7 @@ import pytest
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, qemu_img_info
 
-pytestmark = [pytest.mark.root, pytest.mark.vm]
+pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(55)]
 
 N = 40  # the VM's number: MAC b8:ad:ca:fe:00:28, SSH forwarded from 2240 (user mode)
 GIB = 2**30

@@ -31,7 +31,7 @@ from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import LaunchInfo, Machine, MachineSpec, NicSpec, create_overlay
 from labfixtures.qemu.swtpm import Swtpm
 
-pytestmark = [pytest.mark.root, pytest.mark.vm]
+pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(130)]
 
 N = 42  # the VM's number: tap42, MAC b8:ad:ca:fe:00:2a, SPICE 5942, telnet 2342
 MEMORY = 1024  # the guide's second parameter

@@ -84,7 +84,7 @@ from labfixtures.guests.ssh import GuestSSH, Result
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
 
-pytestmark = [pytest.mark.root, pytest.mark.vm]
+pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(80)]
 
 VLAN, SVI = 2, "203.0.113.129/26"
 TAPS = {"vm0": 6, "vm1": 7}  # MACs b8:ad:ca:fe:00:06 and :07

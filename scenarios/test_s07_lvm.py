@@ -58,7 +58,7 @@ from assertions import assert_file_contains, assert_service_running
 from labfixtures.grading.steps import StepRecorder
 from labfixtures.qemu import qemu_img_info
 
-pytestmark = [pytest.mark.root, pytest.mark.vm]
+pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(60)]
 
 N = 7  # the VM's number: MAC b8:ad:ca:fe:00:07, SSH forwarded from 2207 (user mode)
 GIB = 2**30

@@ -22,6 +22,9 @@ MARKERS = (
     "vm: boots a QEMU virtual machine",
     "checkpoint(tag, vm=None): lab_vm() restores the stored checkpoint VM@TAG instead of "
     "booting (vm= a name or list of names; default all)",
+    "slow(seconds): a long module or test (a Debian guest, an installation: SECONDS on a "
+    "quiet 2-core machine); its module is started first so that xdist's workers end "
+    "together; -m 'not slow' leaves it out",
 )
 CHECKPOINT_USAGE = ('write @pytest.mark.checkpoint("TAG") or '
                     '@pytest.mark.checkpoint("TAG", vm="vm0") (vm= a name or a list of names)')
@@ -99,7 +102,35 @@ def check_checkpoint_marker(mark: pytest.Mark) -> str | None:
     return None
 
 
+def slow_seconds(item: pytest.Item) -> float:
+    """What `@pytest.mark.slow(seconds)` says of ITEM (0 when unmarked)."""
+    mark = item.get_closest_marker("slow")
+    if mark is None:
+        return 0.0
+    seconds = mark.args[0] if mark.args else mark.kwargs.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise pytest.UsageError(f"{item.nodeid}: marker @pytest.mark.slow{_call(mark)} needs "
+                                "the seconds it takes\n  remedy: write @pytest.mark.slow(90)")
+    return float(seconds)
+
+
+def longest_modules_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """ITEMS with the modules marked `slow` first, the longest first; each module's tests
+    stay together and in order, the others keep their order. xdist hands modules out in
+    this order (--dist loadscope), so a long module no longer starts last on a worker
+    while the other worker idles."""
+    cost: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        cost[module] = max(cost.get(module, 0.0), slow_seconds(item))
+    if not any(cost.values()):
+        return items
+    rank = {m: i for i, m in enumerate(sorted(cost, key=lambda m: -cost[m]))}
+    return sorted(items, key=lambda it: rank[it.nodeid.split("::", 1)[0]])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items[:] = longest_modules_first(items)
     for item in items:
         for mark in item.iter_markers("checkpoint"):
             wrong = check_checkpoint_marker(mark)

@@ -132,3 +132,22 @@ def test_the_per_test_lab_in_a_module_fixture_gets_advice(tmp_path):
                               "def test_a(table1):\n    pass\n")
     assert "ScopeMismatch" in cp.stdout, cp.stdout + cp.stderr
     assert "lab_file_module" in cp.stdout and 'lab_host.scope("table1")' in cp.stdout
+
+
+def test_slow_modules_are_collected_first_longest_first(tmp_path):
+    (tmp_path / "test_a.py").write_text("def test_a1():\n    pass\ndef test_a2():\n    pass\n")
+    (tmp_path / "test_b.py").write_text("import pytest\npytestmark = pytest.mark.slow(30)\n"
+                                        "def test_b1():\n    pass\n")
+    (tmp_path / "test_c.py").write_text("import pytest\n@pytest.mark.slow(90)\n"
+                                        "def test_c1():\n    pass\ndef test_c2():\n    pass\n")
+    cp = run_pytest(tmp_path, "def test_it():\n    pass\n", "--collect-only",
+                    str(tmp_path))
+    ids = [line for line in cp.stdout.splitlines() if "::" in line]
+    assert ids == ["test_c.py::test_c1", "test_c.py::test_c2", "test_b.py::test_b1",
+                   "test_a.py::test_a1", "test_a.py::test_a2", "test_it.py::test_it"], cp.stdout
+
+
+def test_a_slow_marker_without_seconds_is_a_usage_error(tmp_path):
+    cp = run_pytest(tmp_path, "import pytest\n@pytest.mark.slow\ndef test_a():\n    pass\n")
+    assert cp.returncode == 4, cp.stdout + cp.stderr
+    assert "remedy: write @pytest.mark.slow(90)" in cp.stderr
