@@ -12,7 +12,10 @@ a hidden directory of the store, renamed into place at the end. Restoring = stop
 copy the files into the VM's run directory (`-loadvm` writes to them, the store must stay
 pristine), start QEMU with the same command line (same MAC, same tap) plus the state drive
 and `-loadvm TAG`. No boot: ready when SSH answers (the first attempt after a restore may
-fail, `GuestSSH.connect` retries).
+fail, `GuestSSH.connect` retries). While it waits, QEMU is watched (`Machine.trouble()`): a
+restore QEMU reports as broken (it exits, it writes an error such as `virtio-net ctrl missing
+headers` on its stderr, its run state goes bad) fails within a second or so, with QEMU's
+words, instead of after the SSH timeout.
 
 `save_running()` is the one save: `save()` gives it a VM of this process, the persistent
 lab module (persistent.py) a VM that `labctl up` started.
@@ -43,11 +46,12 @@ from labfixtures.checkpoint.snapshot import (
     state_drive_args,
 )
 from labfixtures.checkpoint.store import Checkpoint, CheckpointStore
-from labfixtures.errors import CheckpointError
+from labfixtures.errors import CheckpointError, LabError
 from labfixtures.guestimages import GuestImage
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.state import VmState
 from labfixtures.lab.vm import VM
+from labfixtures.qemu import builds
 from labfixtures.qemu.images import rebase
 
 
@@ -62,6 +66,7 @@ class RunningVm:
     accel: str | None = None
     argv: Sequence[str] = ()
     lab: str | None = None
+    qemu: str | None = None  # the binary it runs (default: the session's, builds.selected())
 
 
 def save_running(target: RunningVm, tag: str, *, store: CheckpointStore,
@@ -84,7 +89,8 @@ def save_running(target: RunningVm, tag: str, *, store: CheckpointStore,
         timings["save"] = time.monotonic() - t0
         Manifest(tag=tag, vm=target.state, image=image, files=file_entries(tmp),
                  created=time.time(), lab=target.lab, accel=target.accel,
-                 qemu_argv=tuple(target.argv), qemu_version=qemu_version(),
+                 qemu_argv=tuple(target.argv),
+                 qemu_version=qemu_version(target.qemu or builds.selected()),
                  timings=timings).write(tmp)
         return store.commit(tmp, name, tag, replace=replace, exist_ok=exist_ok)
     finally:
@@ -109,7 +115,7 @@ def save(vm: VM, tag: str, *, store: CheckpointStore | None = None,
         if machine.cmdline_file.exists() else []
     target = RunningVm(vm.state(), vm.image, machine, vm.overlay,
                        machine.accel.name if machine.accel else None,
-                       shlex.split(lines[-1]) if lines else [], vm.lab.labid)
+                       shlex.split(lines[-1]) if lines else [], vm.lab.labid, machine.qemu)
     return save_running(target, tag, store=store, replace=replace, exist_ok=exist_ok)
 
 
@@ -162,8 +168,42 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
         vm.overlay.unlink(missing_ok=True)
     vm.image = image
     vm.overlay = overlay
-    vm.start(wait=wait, timeout=timeout, loadvm=tag, extra_args=state_drive_args(state))
+    vm.start(wait=False, loadvm=tag, extra_args=state_drive_args(state))
+    if wait:
+        _wait_restored(vm, cp, timeout)
     return vm
+
+
+def _check_restored(vm: VM, cp: Checkpoint) -> None:
+    said = vm.machine.trouble() if vm.machine is not None else "QEMU is not started"
+    if said:
+        raise CheckpointError(f"QEMU reported an error restoring {cp.name} into VM {vm.name}:"
+                              f" {said}", f"see {vm.dir}; a state saved by another QEMU may "
+                              "not load in this one: boot instead, or save it again here",
+                              reason="qemu", vm=cp.vm, tag=cp.tag)
+
+
+def _wait_restored(vm: VM, cp: Checkpoint, timeout: float) -> None:
+    """Wait for SSH after a restore, up to TIMEOUT, looking at QEMU between tries: SSH is
+    tried for 1 s, then 2 s, 3 s... (each try longer, as a guest slow to answer needs),
+    QEMU's `trouble()` asked before and after each (a CheckpointError with its words)."""
+    end = time.monotonic() + timeout
+    tries = 0
+    while True:
+        _check_restored(vm, cp)
+        tries += 1
+        try:
+            vm.ssh(deadline=max(min(float(tries), end - time.monotonic()), 0.0))
+            break
+        except LabError as e:  # GuestSSH's "no SSH connection ... after Ns": try again
+            if type(e) is not LabError or not e.problem.startswith("no SSH connection"):
+                raise
+            if time.monotonic() >= end:
+                raise LabError(f"{e.problem} (restoring {cp.name}: {timeout:g}s in all)",
+                               e.remedy) from None
+    _check_restored(vm, cp)
+    assert vm.machine is not None
+    vm.boot_seconds = vm.machine.uptime()
 
 
 def restore_into(lab: Lab, name: str, tag: str, *, store: CheckpointStore | None = None,

@@ -48,6 +48,7 @@ from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.vm import VM
+from labfixtures.qemu import builds
 from labfixtures.qemu.accel import host_tsc_khz
 
 AUTO_FORMAT = 2  # 2: keyed on the QEMU binary's identity, not its version
@@ -157,7 +158,7 @@ def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, *,
     NOTE is told how the VM came up: `restored`, `booted` or `booted: WHY`."""
     kw.pop("start", None)
     vm = lab.vm(name, start=False, **kw)
-    running = str(checkpoint.qemuid.resolve())
+    running = str(checkpoint.qemuid.resolve(builds.selected()))
     keyed_on = str(checkpoint.qemuid.resolve(reference)) if reference else running
     tag = auto_tag(vm, keyed_on, store.root / QEMU_HASHES)
     saver = keyed_on == running
@@ -189,12 +190,9 @@ def boot_once(lab: Lab, name: str, store: checkpoint.CheckpointStore, *,
 
 
 def _qemu_said(vm: VM, known: str) -> str:
-    """What QEMU logged during VM's failed restore (`virtio-net ctrl missing headers`,
-    `Length mismatch: ...`), as '; QEMU: LINE | LINE', or ''."""
-    log = vm.machine.stderr_log if vm.machine is not None else None
-    with contextlib.suppress(OSError):
-        lines = log.read_text(errors="replace").strip().splitlines() if log else []
-        lines = [ln for ln in lines if ln.strip() and ln.strip() not in known]
-        if lines:
-            return "; QEMU: " + " | ".join(ln[:200] for ln in lines[-3:])
-    return ""
+    """The errors QEMU logged during VM's failed restore (`virtio-net ctrl missing headers`,
+    `Length mismatch: ...`) that KNOWN does not hold already, as '; QEMU: LINE | LINE', or
+    '' (its warnings left out)."""
+    lines = vm.machine.qemu_errors() if vm.machine is not None else []
+    lines = [ln for ln in lines if ln[:200] not in known]
+    return "; QEMU: " + " | ".join(ln[:200] for ln in lines[-3:]) if lines else ""

@@ -1,7 +1,8 @@
 """The plugin's side of regression runs (labfixtures.regress):
 
 - `--lab-qemu NAME|PATH`: the session runs on another QEMU (a build fetched by
-  `labctl qemu fetch`, or any binary or wrapper script), put first on PATH;
+  `labctl qemu fetch`, or any binary or wrapper script): `qemu.builds.use()` selects it,
+  every machine's command line names it (PATH is left alone);
 - `--lab-checkpoint-qemu NAME|PATH|host`: the automatic checkpoints are those of that QEMU,
   restored on the session's (a bisection's steps start from the known-good one's state);
 - `--lab-guest-kernel PACKAGE`: the session's tiny guest is the one built on that kernel;
@@ -39,6 +40,7 @@ from labfixtures.core.runner import run
 from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
 from labfixtures.pytest_plugin.checkpoint_fixtures import CAME_UP_PREFIX
+from labfixtures.qemu import builds
 from labfixtures.regress import qemusel, versions
 from labfixtures.regress.guide import GuideStep
 from labfixtures.regress.results import (
@@ -96,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--lab-rerun-failures") < 0:
         raise pytest.UsageError("--lab-rerun-failures N: N must be 0 or more")
     reference = config.getoption("--lab-checkpoint-qemu")
-    if reference:  # resolved before --lab-qemu's choice goes first on PATH
+    if reference:
         try:
             config.option.lab_checkpoint_qemu = str(qemusel.resolve(reference))
         except LabError as e:
@@ -105,7 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if asked:
         try:
             config.stash.setdefault(QEMU_SELECTION, contextlib.ExitStack()).enter_context(
-                qemusel.qemu_on_path(asked))
+                builds.use(qemusel.resolve(asked)))
         except LabError as e:
             raise pytest.UsageError(f"{e.problem}\n  remedy: {e.remedy}") from None
     kernel = config.getoption("--lab-guest-kernel")

@@ -15,20 +15,24 @@ that runs that binary on its own firmware and module folders::
         build.json                   what was fetched (`QemuBuild`)
 
 A session runs on a build with `pytest --lab-qemu VERSION` (or a path to any binary): the
-launcher's folder goes first on PATH, so every QEMU the lab starts is that one.
+plugin selects its launcher with `use()`, and every `Machine` started without an explicit
+`qemu=` runs `selected()`, named by its absolute path in the machine's command line and
+launch record (the launcher puts `-L` on the build's own firmware). PATH is not changed:
+`qemu-img` is the host's (no build brings one), and nothing else is looked up by name.
 The build uses the host's shared libraries: a build of the same release works; one from a
 much newer release may not start (`QemuLaunchError`, a lab error, not a test failure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,40 @@ BUILD_FILE = "build.json"
 BUILD_FORMAT = 1
 MODULE_DIR = "usr/lib/x86_64-linux-gnu/qemu"
 DATA_DIRS = ("usr/share/qemu", "usr/share/seabios", "usr/share/ipxe/qemu")
+#: the QEMU binary `use()` selected, in the environment so that the processes a session
+#: starts (`labctl up`, pytest-xdist workers) start the same one
+SELECTED_VAR = "LABFIXTURES_QEMU"
+
+
+def selected() -> str:
+    """The QEMU binary a machine starts when none is given: the one `use()` selected
+    (`--lab-qemu`), else `qemu-system-x86_64` found on PATH (its absolute path), else that
+    bare name (the machine's start then says it is not installed)."""
+    chosen = os.environ.get(SELECTED_VAR)
+    if chosen:
+        return chosen
+    found = shutil.which(BINARY)
+    return os.path.abspath(found) if found else BINARY
+
+
+@contextlib.contextmanager
+def use(binary: Path | str) -> Iterator[str]:
+    """Machines started in the block without an explicit `qemu=` run BINARY (made
+    absolute); yields it. Nested selections restore the outer one."""
+    path = os.path.abspath(os.path.expanduser(str(binary)))
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise LabError(f"QEMU binary {binary}: no executable file there",
+                       "give the path of a QEMU binary, a wrapper script or a fetched "
+                       "build's launcher (`labctl qemu list`)")
+    old = os.environ.get(SELECTED_VAR)
+    os.environ[SELECTED_VAR] = path
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop(SELECTED_VAR, None)
+        else:
+            os.environ[SELECTED_VAR] = old
 
 
 def folder_name(version: str) -> str:

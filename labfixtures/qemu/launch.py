@@ -37,6 +37,9 @@ class LaunchInfo:
     #: what of the machine's reference command line runs differently on this host, and why
     #: (the `guide` profile: {script option: what runs here (reason)}; qemu/guide.py)
     replaced: dict[str, str] = field(default_factory=dict)
+    #: the QEMU binary that ran, by its absolute path (argv[0]: a fetched build's launcher,
+    #: a wrapper, or the host's); '' in a record of an older labfixtures
+    qemu_binary: str = ""
 
     @property
     def command(self) -> list[str]:

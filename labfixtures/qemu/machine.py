@@ -4,7 +4,8 @@ Files in the run directory, all named after the machine (kept for failed-test re
 
     NAME.cmdline      the exact command, shell-quoted, replayable (`ip netns exec NS ...`),
                       after a `# accel:` comment for the reader
-    NAME.launch.json  the same as data (argv, accelerator and why, QEMU version, pid):
+    NAME.launch.json  the same as data (argv, the QEMU binary, accelerator and why, QEMU
+                      version, pid):
                       `LaunchInfo.read(run_dir, name)` is how a program reads it
     NAME.pid          QEMU's pid (what a reaper needs after a crash)
     NAME.serial.log   the serial console
@@ -19,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -40,8 +42,8 @@ from labfixtures.errors import (
     TapInUseError,
 )
 from labfixtures.qemu import accel as _accel
-from labfixtures.qemu import guidehost
-from labfixtures.qemu.cmdline import QEMU, build_argv
+from labfixtures.qemu import builds, guidehost
+from labfixtures.qemu.cmdline import build_argv
 from labfixtures.qemu.guide import build_guide_argv, replacements
 from labfixtures.qemu.launch import LaunchInfo
 from labfixtures.qemu.qmp import QmpClient
@@ -49,6 +51,13 @@ from labfixtures.qemu.spec import OVMF_VARS, READY_MARKER, MachineSpec
 from labfixtures.qemu.swtpm import Swtpm
 
 SUN_PATH_MAX = 107
+#: lines of QEMU's stderr that say a device or a loaded state is broken ("virtio-net ctrl
+#: missing headers", "error while loading state ..."); its warnings ("warning: This family
+#: of AMD CPU ...") and their continuation lines are not
+QEMU_ERROR = re.compile(r"error|fail|mismatch|missing|invalid|broken|virtio|assert|abort",
+                        re.I)
+#: QMP run states of a machine that will not come back by itself
+BROKEN_STATES = ("internal-error", "io-error", "guest-panicked", "shutdown")
 
 
 def _net_inode(pid: int | str) -> tuple[int, int] | None:
@@ -89,10 +98,12 @@ class Machine:
     """A QEMU process and its QMP connection; a context manager that always cleans up."""
 
     def __init__(self, spec: MachineSpec, run_dir: Path, netns: str | None = None,
-                 accel: str | None = None, qemu: str = QEMU) -> None:
+                 accel: str | None = None, qemu: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.netns = netns
-        self.qemu = qemu
+        #: the binary, first word of the command line: the session's (builds.selected())
+        #: unless given; its absolute path once started
+        self.qemu = qemu or builds.selected()
         self._accel_request = accel or spec.accel
         self.accel: _accel.AccelInfo | None = None
         self.name = spec.name
@@ -146,7 +157,7 @@ class Machine:
     # -- lifecycle -----------------------------------------------------------------------
 
     def _preflight(self) -> None:
-        _accel.qemu_binary(self.qemu)
+        self.qemu = os.path.abspath(_accel.qemu_binary(self.qemu))
         for f, what in ((self.spec.kernel, "kernel"), (self.spec.initrd, "initrd"),
                         (self.spec.disk, "disk"), (self.spec.cdrom, "cdrom")):
             if f is not None and not Path(f).exists():  # the guide: "image file does not exist"
@@ -208,7 +219,8 @@ class Machine:
         self.pidfile.write_text(f"{self.proc.pid}\n")
         self.launch = LaunchInfo(self.name, tuple(argv), self.accel.name, self.accel.reason,
                                  version, netns=self.netns, pid=self.proc.pid,
-                                 started_at=time.time(), replaced=replaced)
+                                 started_at=time.time(), replaced=replaced,
+                                 qemu_binary=self.qemu)
         self.launch.write(self.run_dir)
         self._connect_qmp(qmp_timeout)
         return self
@@ -316,6 +328,34 @@ class Machine:
                               "starting it again", stacklevel=2)
                 self.proc = None
         raise AssertionError("unreachable")
+
+    def qemu_errors(self) -> list[str]:
+        """The lines of QEMU's stderr (this start's) that report an error, not a warning."""
+        try:
+            text = self.stderr_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [ln.strip() for ln in text.splitlines()
+                if QEMU_ERROR.search(ln) and "warning:" not in ln.lower()]
+
+    def trouble(self) -> str | None:
+        """QEMU's own words that this machine is broken, or None: it has exited, it wrote an
+        error on its stderr (a device it marked broken, a state it failed to load), or QMP
+        says it will not run again. Cheap (a file read, one QMP command): made to be polled
+        while waiting for a guest, e.g. after a restore."""
+        if self.proc is None:
+            return None
+        said = " | ".join(ln[:200] for ln in self.qemu_errors()[-3:])
+        if self.proc.poll() is not None:
+            return f"QEMU exited with status {self.proc.returncode}" + (f": {said}" * bool(said))
+        if said:
+            return said
+        try:
+            status = self.qmp("query-status")
+        except QmpError as e:
+            return f"QMP query-status failed: {e.error}"
+        state = status.get("status") if isinstance(status, dict) else None
+        return f"QEMU's run state is {state}" if state in BROKEN_STATES else None
 
     # -- QMP / HMP -----------------------------------------------------------------------
 

@@ -1,12 +1,13 @@
 """MachineSpec -> argv: pure, no root, no QEMU."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from labfixtures.errors import LabError
 from labfixtures.guestimages.config import GuestConfig, InterfaceConfig, Route
-from labfixtures.qemu import MachineSpec, NicSpec, build_argv
+from labfixtures.qemu import LaunchInfo, Machine, MachineSpec, NicSpec, build_argv, builds
 from labfixtures.qemu.cmdline import TUNED_CMDLINE
 
 K = Path("/img/vmlinux")
@@ -196,3 +197,44 @@ def test_guest_config_round_trip():
 def test_guest_config_validation(bad):
     with pytest.raises(LabError):
         GuestConfig(**bad).to_cmdline()
+
+
+# -- the QEMU binary, explicit -----------------------------------------------------------
+
+def test_the_command_line_starts_with_the_binary_it_is_given():
+    argv = build_argv(spec(), "tcg", "/cache/qemu/1_7.2/bin/qemu-system-x86_64")
+    assert argv[0] == "/cache/qemu/1_7.2/bin/qemu-system-x86_64"
+    assert argv[1:3] == ["-name", "vm0"]
+
+
+def test_a_selected_binary_is_the_default_of_every_machine_and_is_undone(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.delenv(builds.SELECTED_VAR, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert builds.selected() == "qemu-system-x86_64"  # not found: the bare name
+    wrapper = tmp_path / "qemu-new"
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    with builds.use(wrapper) as chosen:
+        assert chosen == str(wrapper) == builds.selected()
+        assert os.environ[builds.SELECTED_VAR] == chosen  # the processes it starts too
+        assert Machine(spec(), tmp_path).qemu == str(wrapper)
+        assert Machine(spec(), tmp_path, qemu="/other/qemu").qemu == "/other/qemu"
+    assert builds.selected() == "qemu-system-x86_64"
+    assert builds.SELECTED_VAR not in os.environ
+
+
+def test_selecting_a_file_that_is_not_executable_says_so(tmp_path):
+    (tmp_path / "qemu").write_text("not a program")
+    with pytest.raises(LabError, match="no executable file"), builds.use(tmp_path / "qemu"):
+        pass
+
+
+def test_the_launch_record_names_the_binary_and_reads_back(tmp_path):
+    exe = "/cache/qemu/1_7.2/bin/qemu-system-x86_64"
+    info = LaunchInfo("vm0", (exe, "-name", "vm0"), "tcg", "no vmx", "7.2.18",
+                      netns="lf-x", qemu_binary=exe)
+    info.write(tmp_path)
+    back = LaunchInfo.read(tmp_path, "vm0")
+    assert back == info and back.qemu_binary == exe
+    assert back.command_line().startswith(f"ip netns exec lf-x {exe} -name vm0")
