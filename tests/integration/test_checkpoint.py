@@ -12,7 +12,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,10 @@ from labfixtures import guestimages
 from labfixtures.core import netns
 from labfixtures.errors import CheckpointError, LabError
 from labfixtures.lab.lab import Lab
+from labfixtures.lab.vm import VmNic
+from labfixtures.pytest_plugin.checkpoint_fixtures import boot_once
+from labfixtures.qemu import builds
+from labfixtures.regress.qemusel import builds_root
 
 pytestmark = [
     pytest.mark.vm,
@@ -155,6 +162,78 @@ def test_restore_into_a_lab_without_the_tap_says_so(store, tmp_path):
     with Lab.open(fresh_labid("bare"), start_ovs=False) as bare, \
             pytest.raises(LabError, match="tap2 does not exist"):
         ck.restore_into(bare, "vm0", "t", store=store)
+
+
+#: a "QEMU" that gives the guest 64 MiB more than it asks: a state saved with the asked
+#: size does not load ("Size mismatch ... while loading"); QEMU exits at once
+BIGGER = '''#!{python}
+import os, sys
+args = sys.argv[1:]
+args = [str(int(a) + 64) if i and args[i - 1] == "-m" else a for i, a in enumerate(args)]
+os.execv({qemu!r}, [{qemu!r}] + args)
+'''
+
+
+def fallback(lab: Lab, store: ck.CheckpointStore, qemu: Path, taps: Callable[[Lab], None],
+             **kw: Any) -> tuple[str, float]:
+    """vm0 as `lab_vm` makes it, on the host's automatic checkpoint restored on QEMU (it
+    fails): how it came up, and the seconds until the restore failed (what it took in all,
+    less the cold boot after it)."""
+    host = shutil.which("qemu-system-x86_64")
+    assert host is not None
+    notes: list[str] = []
+    with Lab.open(fresh_labid("good")) as good:  # the host's QEMU boots and saves
+        taps(good)
+        boot_once(good, "vm0", store.auto, reference=host, note=notes.append, **kw)
+    assert notes == ["booted"]
+    taps(lab)
+    with builds.use(qemu), pytest.warns(UserWarning, match="unusable, booting"):
+        t0 = time.monotonic()
+        vm = boot_once(lab, "vm0", store.auto, reference=host, note=notes.append, **kw)
+        took = time.monotonic() - t0
+    assert vm.machine is not None and vm.machine.argv[0] == str(qemu)  # booted on it
+    assert vm.run("hostname", check=True).stdout.strip() == "vm0"
+    return notes[1], took - (vm.boot_seconds or 0.0)
+
+
+def test_a_restore_qemu_refuses_falls_back_to_a_boot_at_once_with_qemus_words(
+        lab, store, tmp_path):
+    bigger = tmp_path / "qemu-bigger"
+    bigger.write_text(BIGGER.format(python=sys.executable,
+                                    qemu=shutil.which("qemu-system-x86_64")))
+    bigger.chmod(0o755)
+    how, took = fallback(lab, store, bigger, table1, tap=2, addresses=[VM_ADDR])
+    assert how.startswith("booted: restore failed"), how
+    assert "Size mismatch" in how and "while loading" in how, how  # QEMU's words
+    assert took < 10, f"the fallback took {took:.1f}s: {how}"  # a hang guard
+
+
+def _broken_virtio_net_build() -> Path | None:
+    """A fetched QEMU 7.2.x before 7.2.20: it restores a two-queue virtio-net NIC broken."""
+    for b in builds.list_builds(builds_root()):
+        v = tuple(int(x) for x in re.findall(r"\d+", b.qemu_version)[:3])
+        if v[:2] == (7, 2) and v < (7, 2, 20) and b.launcher.exists():
+            return b.launcher
+    return None
+
+
+@pytest.mark.skipif(_broken_virtio_net_build() is None,
+                    reason="no fetched QEMU 7.2.x < 7.2.20 (`labctl qemu fetch "
+                           "1:7.2+dfsg-7+deb12u15`)")
+def test_a_restore_that_leaves_the_nic_broken_falls_back_at_once(lab, store):
+    """QEMU 7.2.18 loads a two-queue virtio-net NIC's state saved by the host's 7.2.22,
+    keeps running, and says `virtio-net ctrl missing headers`: the NIC is dead. The
+    fallback comes from QEMU's words, not after the SSH timeout (30 s)."""
+    launcher = _broken_virtio_net_build()
+    assert launcher is not None
+
+    def tap9(lab: Lab) -> None:
+        lab.tap(9, group="kvm", multi_queue=True)
+
+    how, took = fallback(lab, store, launcher, tap9, nics=[VmNic(tap=9, queues=2)],
+                         profile="pc", vcpus=2)
+    assert "virtio-net ctrl missing headers" in how, how
+    assert took < 10, f"the fallback took {took:.1f}s: {how}"
 
 
 PLUGIN_TESTS = '''
