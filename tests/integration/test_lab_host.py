@@ -192,6 +192,30 @@ def test_64_hosts_on_one_switch(lab, switch):
     assert hosts[63].ping("10.9.0.1")
 
 
+def test_a_fresh_lab_host_has_its_datapath_before_its_first_switch():
+    """The userspace datapath is made when the lab host starts (`OvsServer.start`), so its
+    one-off TSC estimate (ovs-vswitchd sleeps 100 ms) is not the first switch's. The first
+    bridge opens that datapath rather than another, the database holds only the lab's
+    switches, and nothing of it is logged as an error."""
+    from labfixtures.net.ovs import NETDEV_DATAPATH
+
+    with Lab.open(datapath="netdev") as lab:
+        log = lab.rundir / "ovs-vswitchd.log"
+        assert lab.nl.exists(NETDEV_DATAPATH)
+        assert lab.ovs.appctl("dpctl/dump-dps").split() == [f"netdev@{NETDEV_DATAPATH}"]
+        assert lab.ovs.vsctl("list-br").split() == []
+        assert log.read_text().count("Estimated TSC frequency") == 1
+        sw = lab.switch("sw0")
+        h1, _ = lab.veth_hosts([HostSpec(f"h{i}", tag=2, addresses=[f"192.0.2.{i}/24"])
+                                for i in (1, 2)], sw)
+        assert h1.ping("192.0.2.2")
+        assert log.read_text().count("Estimated TSC frequency") == 1  # not again
+        assert lab.ovs.appctl("dpctl/dump-dps").split() == [f"netdev@{NETDEV_DATAPATH}"]
+        assert lab.ovs.vsctl("list-br").split() == ["sw0"]
+        assert sw.port_mode("h1").tag == 2
+        assert lab.ovs.log_problems() == []
+
+
 def test_wrong_datapath_is_refused_before_anything_is_made():
     from labfixtures.net.ovs import kernel_datapath_available
 
