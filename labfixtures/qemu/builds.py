@@ -17,8 +17,9 @@ that runs that binary on its own firmware and module folders::
 A session runs on a build with `pytest --lab-qemu VERSION` (or a path to any binary): the
 plugin selects its launcher with `use()`, and every `Machine` started without an explicit
 `qemu=` runs `selected()`, named by its absolute path in the machine's command line and
-launch record (the launcher puts `-L` on the build's own firmware). PATH is not changed:
-`qemu-img` is the host's (no build brings one), and nothing else is looked up by name.
+launch record (the launcher puts `-L` on the build's own firmware). `qemu-img` stays the
+host's (no build brings one); the plugin also puts the choice first on PATH, for what still
+looks QEMU up there (regress.versions, the run's record).
 The build uses the host's shared libraries: a build of the same release works; one from a
 much newer release may not start (`QemuLaunchError`, a lab error, not a test failure).
 """
