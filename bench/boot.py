@@ -3,6 +3,7 @@
     sudo .venv/bin/python bench/boot.py [--runs 5] [--profiles fast,pc] [--net tap|user]
                                         [--peer]
     sudo .venv/bin/python bench/boot.py --image debian --profiles pc,guide --runs 3
+    sudo .venv/bin/python bench/boot.py --tb-sizes default,32 --rss 5 [--balloon]
 
 --image debian boots the debian disk (an overlay of it) by its firmware, as the guide's
 VMs boot: `pc` is SeaBIOS then GRUB in the MBR, `q35` the same on Q35, `guide` the guide's
@@ -13,6 +14,13 @@ goes to its EUI-64 link-local address on the tap (--net tap) or to a forward (us
 "SSH ready" = from just before QEMU is started to the first `true` run over SSH
 (key exchange and authentication included). The serial marker time is shown too.
 Timings are reported, never asserted (docs/host-facts.md).
+
+--tb-sizes boots each profile with each TCG translation-cache size (MiB, `default`: QEMU's
+own, 1 GiB), interleaved like the profiles. --rss S: S seconds after SSH answered, QEMU's
+memory from /proc/PID/smaps: RSS, PSS and what they hold (guest RAM, the TCG code buffer,
+other anonymous memory, mapped files: the kernel and initramfs images, QEMU and its
+libraries; the files are shared page cache between VMs). --balloon adds virtio-balloon
+with free page reporting.
 
 --peer also boots the same kernel (the tiny image's `vmlinux`) with virtme-ng to a command,
 N times: `vng --run VMLINUX --force-9p --exec 'echo MARKER'` (+ `--disable-kvm` under TCG),
@@ -38,6 +46,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -52,6 +61,7 @@ from labfixtures.qemu import (  # noqa: E402
     create_overlay,
     detect,
 )
+from labfixtures.qemu.spec import TB_SIZE_MB  # noqa: E402
 
 TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,20 +85,52 @@ def make_tap(ns: str, name: str, multi_queue: bool = False) -> None:
     runner.run(["ip", "link", "set", name, "up"], netns=ns)
 
 
+MEM_PARTS = ("rss", "pss", "guest_ram", "tcg_code", "other_anon", "files")
+
+
+def memory_mib(pid: int, ram_mb: int) -> dict[str, float]:
+    """QEMU's RSS and PSS in MiB, and the RSS of what holds it (see the module's doc)."""
+    out = dict.fromkeys(MEM_PARTS, 0.0)
+    maps: list[dict[str, Any]] = []
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head, _, rest = line.partition(" ")
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                words = rest.split()
+                maps.append({"size": hi - lo, "perm": words[0],
+                             "name": words[4] if len(words) > 4 else ""})
+            elif head in ("Rss:", "Pss:"):
+                maps[-1][head[:-1]] = int(rest.split()[0]) / 1024
+    ram = max((m for m in maps if not m["name"] and m["perm"] == "rw-p"),
+              key=lambda m: m["size"], default=None)
+    for m in maps:
+        out["rss"] += m.get("Rss", 0)
+        out["pss"] += m.get("Pss", 0)
+        part = ("files" if m["name"].startswith("/") else "tcg_code" if m["perm"] == "rwxp"
+                else "guest_ram" if m is ram and m["size"] >= ram_mb << 20 else "other_anon")
+        out[part] += m.get("Rss", 0)
+    return out
+
+
 def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
-             ns: str, memory: int = 256) -> tuple[float, float]:
+             ns: str, memory: int = 256, tb_size: int | None = TB_SIZE_MB,
+             balloon: bool = False, rss_after: float = 0.0
+             ) -> tuple[float, float, dict[str, float]]:
     nic = NicSpec(net, number=2)
     if img.disk is not None:  # by its firmware and the disk's GRUB (see the module's doc)
         disk = create_overlay(img.disk, run_dir / "vm0.qcow2")
         spec = MachineSpec("vm0", disk=disk, profile=profile, nics=[nic], tuned=False,
-                           memory_mb=memory)
+                           memory_mb=memory, tb_size_mb=tb_size, balloon=balloon)
     else:
         cfg = guestimages.GuestConfig(hostname="vm0") if net == "tap" else \
             guestimages.GuestConfig.dhcp(hostname="vm0")
         spec = MachineSpec.from_image("vm0", img, profile=profile, nics=[nic],
-                                      append=cfg.to_cmdline(), memory_mb=memory)
+                                      append=cfg.to_cmdline(), memory_mb=memory,
+                                      tb_size_mb=tb_size, balloon=balloon)
     m = Machine(spec, run_dir, netns=ns)
     t0 = time.monotonic()
+    mem: dict[str, float] = {}
     with m:
         marker = m.wait_for_marker(img.facts["marker"], timeout=600)
         host, port = (f"{eui64_link_local(nic.mac)}%tap2", 22) if net == "tap" else \
@@ -96,7 +138,10 @@ def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
         with GuestSSH(host, port, key=img.private_key, netns=ns).connect(deadline=120) as c:
             c.run("true", check=True)
             ready = time.monotonic() - t0
-    return marker, ready
+        if rss_after > 0 and m.pid is not None:
+            time.sleep(rss_after)
+            mem = memory_mib(m.pid, memory)
+    return marker, ready, mem
 
 
 def root_links() -> set[str]:
@@ -209,6 +254,13 @@ def main() -> int:
                     help="RAM in MB (default: 256 for tiny, 1024 for debian, the guide's)")
     ap.add_argument("--ns-prefix", default="lf-bench",
                     help="prefix of the throw-away namespaces (one per run)")
+    ap.add_argument("--tb-sizes", default=str(TB_SIZE_MB),
+                    help=f"TCG translation cache sizes in MiB, comma-separated; 'default': "
+                         f"QEMU's own (default: {TB_SIZE_MB}, labfixtures' own)")
+    ap.add_argument("--balloon", action="store_true",
+                    help="add virtio-balloon with free page reporting")
+    ap.add_argument("--rss", type=float, default=0.0, metavar="S",
+                    help="S seconds after SSH ready, read QEMU's RSS/PSS and its parts")
     ap.add_argument("--peer", action="store_true",
                     help="also boot the same kernel to a command with virtme-ng "
                          "(.venv-bench, from ci/setup --bench)")
@@ -228,38 +280,49 @@ def main() -> int:
     print(f"accel: {detect().name} ({detect().reason}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = []
-    profiles = args.profiles.split(",")
-    times: dict[str, tuple[list[float], list[float]]] = {p: ([], []) for p in profiles}
+    tbs = {t: None if t == "default" else int(t) for t in args.tb_sizes.split(",")}
+    variants = [(p, t) for p in args.profiles.split(",") for t in tbs]
+    label = {v: v[0] if len(tbs) == 1 else f"{v[0]}/tb{v[1]}" for v in variants}
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = \
+        {v: ([], []) for v in variants}
+    mems: dict[tuple[str, str], list[dict[str, float]]] = {v: [] for v in variants}
     # interleaved (run 1 of each profile, then run 2...): a load that changes during the
     # bench (a shared machine) weighs on every profile alike
     for i in range(args.runs):
-        for profile in profiles:
-            markers, readies = times[profile]
-            ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{i}"
+        for variant in variants:
+            profile, tb = variant
+            markers, readies = times[variant]
+            ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{tb[:3]}-{i}"
             netns.create(ns)
             try:
                 runner.run(["ip", "link", "set", "lo", "up"], netns=ns)
                 if args.net == "tap":
                     make_tap(ns, "tap2", multi_queue=profile == "guide")
                 with tempfile.TemporaryDirectory(prefix="lf-bench-") as tmp:
-                    marker, ready = one_boot(img, profile, args.net, Path(tmp), ns, memory)
+                    marker, ready, mem = one_boot(img, profile, args.net, Path(tmp), ns,
+                                                  memory, tbs[tb], args.balloon, args.rss)
             finally:
                 netns.delete(ns)
             markers.append(marker)
             readies.append(ready)
-            print(f"  {profile} run {i + 1}: marker {marker:.2f}s, ssh ready {ready:.2f}s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    for profile, (markers, readies) in times.items():
-        rows.append((profile, statistics.median(markers), statistics.median(readies),
+            if mem:
+                mems[variant].append(mem)
+            print(f"  {label[variant]} run {i + 1}: marker {marker:.2f}s, ssh ready "
+                  f"{ready:.2f}s (load {os.getloadavg()[0]:.1f})"
+                  + (f", RSS {mem['rss']:.0f} MiB PSS {mem['pss']:.0f}" if mem else ""),
+                  flush=True)
+    for variant, (markers, readies) in times.items():
+        rows.append((label[variant], statistics.median(markers), statistics.median(readies),
                      min(readies), max(readies)))
     peer = run_peer(img, args.runs, args.peer_opts, args.peer_timeout) if args.peer else None
     print()
-    print(f"{'profile':<9} {'net':<5} {'marker (med)':>13} {'ready (med)':>12} "
+    w = max(9, *(len(r[0]) for r in rows))
+    print(f"{'profile':<{w}} {'net':<5} {'marker (med)':>13} {'ready (med)':>12} "
           f"{'min':>6} {'max':>6} {'peer/this':>10}")
     peer_med = statistics.median(peer[0]) if peer else None
     for profile, mk, med, lo, hi in rows:
         ratio = f"{peer_med / med:>9.1f}x" if peer_med else f"{'-':>10}"
-        print(f"{profile:<9} {args.net:<5} {mk:>12.2f}s {med:>11.2f}s {lo:>5.2f}s "
+        print(f"{profile:<{w}} {args.net:<5} {mk:>12.2f}s {med:>11.2f}s {lo:>5.2f}s "
               f"{hi:>5.2f}s {ratio}")
     if peer:
         markers, exits = peer
@@ -270,6 +333,14 @@ def main() -> int:
               f"peer/this = virtme-ng's command-ran median / this SSH-ready median.")
     elif args.peer:
         print("virtme-ng: no run printed the marker (see above)")
+    if any(mems.values()):
+        print(f"\nQEMU memory {args.rss:g} s after SSH ready, MiB (medians; -m {memory}"
+              f"{', balloon' if args.balloon else ''}; files = shared page cache):")
+        print(f"{'variant':<12}" + "".join(f"{k:>11}" for k in MEM_PARTS))
+        for variant, ms in mems.items():
+            if ms:
+                print(f"{label[variant]:<12}" + "".join(
+                    f"{statistics.median(m[k] for m in ms):>11.1f}" for k in MEM_PARTS))
     print(f"(load average now {os.getloadavg()[0]:.2f})")
     return 0
 

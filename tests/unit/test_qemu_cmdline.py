@@ -32,7 +32,7 @@ def test_fast_profile_is_microvm_with_mmio_devices_and_tuned_cmdline():
     argv = build_argv(spec(nics=[NicSpec(number=2)], tsc_khz=2100000), "tcg")
     assert argv[0] == "qemu-system-x86_64"
     assert opt(argv, "-machine") == ["microvm,x-option-roms=off"]
-    assert opt(argv, "-accel") == ["tcg"]
+    assert opt(argv, "-accel") == ["tcg,tb-size=32"]
     assert opt(argv, "-cpu") == ["max"]
     assert opt(argv, "-kernel") == [str(K)]
     append = opt(argv, "-append")[0]
@@ -48,6 +48,27 @@ def test_fast_profile_is_microvm_with_mmio_devices_and_tuned_cmdline():
     assert opt(argv, "-display") == ["none"]
     assert opt(argv, "-qmp") == ["unix:/run/lab/vm0.qmp,server=on,wait=off"]
     assert "file,id=serial0,path=/run/lab/vm0.serial.log" in opt(argv, "-chardev")
+
+
+def test_tcg_translation_cache_is_capped_unless_none():
+    assert opt(build_argv(spec(tb_size_mb=64), "tcg"), "-accel") == ["tcg,tb-size=64"]
+    assert opt(build_argv(spec(tb_size_mb=None), "tcg"), "-accel") == ["tcg"]
+    assert opt(build_argv(spec(profile="pc"), "kvm"), "-accel") == ["kvm"]
+    for bad in (0, 5000):
+        with pytest.raises(LabError, match="translation cache"):
+            spec(tb_size_mb=bad)
+
+
+def test_balloon_with_free_page_reporting_only_when_asked():
+    assert not any("balloon" in d for d in opt(build_argv(spec(), "tcg"), "-device"))
+    assert "virtio-balloon-device,free-page-reporting=on" in \
+        opt(build_argv(spec(balloon=True), "tcg"), "-device")
+    assert "virtio-balloon-pci,free-page-reporting=on" in \
+        opt(build_argv(spec(balloon=True, profile="pc"), "tcg"), "-device")
+    # QEMU takes one balloon: one given in extra_args replaces ours
+    argv = build_argv(spec(balloon=True, profile="pc",
+                           extra_args=["-device", "virtio-balloon-pci"]), "tcg")
+    assert [d for d in opt(argv, "-device") if "balloon" in d] == ["virtio-balloon-pci"]
 
 
 def test_tap_netdev_follows_the_guide():
