@@ -20,6 +20,10 @@ Per run, for labfixtures exactly as for the peer (bench/mininet_peer.py):
   lab_close      the lab host torn down (daemons stopped, namespaces gone);
   first_test     lab_ready + hosts2_up of the same run: what a worker's first test waits
                  for, wherever the one-off costs sit (Mininet: the same sum).
+Issue 14 (old and new code interleaved in one session, 2-CPU VM, load average 3.2-4.0 of
+other work, 5 runs each): hosts2_up 0.126-0.150 s median (min 0.124) -> 0.021-0.038 (min
+0.020); lab_ready 0.036-0.086 (min 0.033) -> 0.140-0.195 (min 0.136); first_test
+0.164-0.241 -> 0.160-0.245: the one-off moved, it did not vanish. Mininet: hosts2_up 0.161.
 Medians are printed with min-max and the ratio Mininet / labfixtures, and the load average
 at each run (other work on the machine weighs on every figure); the raw runs go to JSON
 (--json FILE). Timings are never asserted in tests: this is where they live.
