@@ -2,7 +2,7 @@
 
 - `--lab-qemu NAME|PATH`: the session runs on another QEMU (a build fetched by
   `labctl qemu fetch`, or any binary or wrapper script): `qemu.builds.use()` selects it,
-  every machine's command line names it (also first on PATH, for regress.versions);
+  every machine's command line names it, and the run's record says which;
 - `--lab-checkpoint-qemu NAME|PATH|host`: the automatic checkpoints are those of that QEMU,
   restored on the session's (a bisection's steps start from the known-good one's state);
 - `--lab-guest-kernel PACKAGE`: the session's tiny guest is the one built on that kernel;
@@ -107,9 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if asked:
         try:
             stack = config.stash.setdefault(QEMU_SELECTION, contextlib.ExitStack())
-            binary = stack.enter_context(builds.use(qemusel.resolve(asked)))
-            # still first on PATH for what asks PATH: regress.versions (the run's record)
-            stack.enter_context(qemusel.qemu_on_path(binary))
+            stack.enter_context(builds.use(qemusel.resolve(asked)))
         except LabError as e:
             raise pytest.UsageError(f"{e.problem}\n  remedy: {e.remedy}") from None
     kernel = config.getoption("--lab-guest-kernel")

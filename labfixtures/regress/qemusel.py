@@ -1,19 +1,16 @@
 """Which QEMU a session runs on: the host's, a build fetched by `labctl qemu fetch`, or any
 binary given by path (`pytest --lab-qemu NAME|PATH`).
 
-Every QEMU the lab starts is found on PATH under its one name (`qemu.cmdline.QEMU`), so a
-selection is a folder put first on PATH, holding that name as a link to the chosen binary:
-the lab, checkpoints and `labctl` start the chosen QEMU without being told, and the host's
-installation is never touched.
+A selection is `qemu.builds.use(binary)`: every machine started without an explicit binary
+runs the selected one (its absolute path is the command line's first word), child
+processes inherit it through the environment, and the host's installation is never
+touched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from labfixtures.errors import LabError
@@ -52,24 +49,3 @@ def resolve(asked: str, root: Path | None = None) -> Path:
         raise LabError(f"--lab-qemu {asked}: no such QEMU build in {root} (fetched: {have})",
                        f"fetch it: `labctl qemu fetch {asked}`, or give a path")
     return build.launcher
-
-
-def make_shim(binary: Path) -> Path:
-    """A new folder holding `qemu-system-x86_64` -> BINARY (the caller removes it)."""
-    shim = Path(tempfile.mkdtemp(prefix="lf-qemu-"))
-    (shim / QEMU).symlink_to(binary)
-    return shim
-
-
-@contextlib.contextmanager
-def qemu_on_path(asked: str, root: Path | None = None) -> Iterator[Path]:
-    """Run the block with the QEMU that ASKED names first on PATH; yields the binary."""
-    binary = resolve(asked, root)
-    shim = make_shim(binary)
-    old = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{shim}{os.pathsep}{old}"
-    try:
-        yield binary
-    finally:
-        os.environ["PATH"] = old
-        shutil.rmtree(shim, ignore_errors=True)

@@ -179,10 +179,10 @@ def _qemu_probe(path: str) -> list[str]:
 
 
 def qemu_version(selected: str = "", cache: Path | None = None) -> QemuVersion:
-    found = shutil.which(QEMU)
-    if found is None:
+    found = builds.selected()  # --lab-qemu's choice, else the one on PATH
+    if not os.path.isfile(found):
         return QemuVersion(selected=selected)
-    path = os.path.realpath(found)  # through --lab-qemu's link: the chosen binary itself
+    path = os.path.realpath(found)
     # a fetched build's launcher: its build.json says the package; the binary it runs
     # is what changes when the build is fetched again
     version, package, package_version = cached_probe(
@@ -226,7 +226,7 @@ def labfixtures_version() -> str:
 
 def collect(selected_qemu: str = "", images: bool = True,
             guest_kernel: str = "") -> Versions:
-    """Ask the host what this run runs on (QEMU as found on PATH: --lab-qemu's choice).
+    """Ask the host what this run runs on (QEMU: the one machines start, --lab-qemu's).
     The answers of the binaries and of dpkg are cached by their files (`cached_probe`)."""
     ovs_bin = shutil.which("ovs-vswitchd") or "ovs-vswitchd"
     ovs, ovs_pkg = cached_probe("openvswitch", [ovs_bin, DPKG_STATUS], _ovs_probe)
