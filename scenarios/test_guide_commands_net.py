@@ -19,7 +19,6 @@ import ipaddress
 import re
 import shlex
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,6 @@ from labfixtures.errors import LabError
 from labfixtures.lab import labfile as topology
 from labfixtures.lab.lab import VM, Lab
 from labfixtures.net.ovs import parse_port_mode
-from labfixtures.regress.guide import GuideStep
 
 pytestmark = [pytest.mark.guide_commands, pytest.mark.root]
 
@@ -61,20 +59,6 @@ def bash(lab: Lab, script: str, timeout: float = 30, **env: str) -> runner.Comma
 def vsctl(lab: Lab, *args: str) -> runner.CommandResult:
     """`ovs-vsctl ARGS` as typed (no --db: OVS_RUNDIR says where the lab's database is)."""
     return lab.run(["ovs-vsctl", *args], env=lab.ovs.env, check=False)
-
-
-def exact_version(step: GuideStep) -> GuideStep:
-    """The guide_step fixture reads `TOOL --version`'s first line; ovs-vsctl says
-    `ovs-vsctl (Open vSwitch) 3.1.0` and ssh says its version on stderr (`ssh -V`): keep
-    the number only, so that `labctl regress compare` matches versions."""
-    if step.tool == "ovs-vsctl":
-        m = re.search(r"\(Open vSwitch\) (\S+)", step.tool_version)
-        step.tool_version = m.group(1) if m else step.tool_version
-    elif step.tool == "ssh":
-        cp = runner.run(["ssh", "-V"], check=False)
-        m = re.match(r"OpenSSH_(\S+?),? ", cp.stderr)
-        step.tool_version = m.group(1) if m else cp.stderr.strip()
-    return step
 
 
 def parse_show(text: str) -> tuple[dict[str, dict[str, tuple[str | None, dict[str, str]]]],
@@ -108,15 +92,9 @@ def parse_show(text: str) -> tuple[dict[str, dict[str, tuple[str | None, dict[st
     return bridges, order, version, quoted
 
 
-@pytest.fixture
-def guide(guide_step) -> Callable[..., GuideStep]:
-    """`guide_step`, with the version numbers of ovs-vsctl and ssh (`exact_version`)."""
-    return lambda *a, **kw: exact_version(guide_step(*a, **kw))
-
-
 # -- §10: the switch, by hand ---------------------------------------------------------------
 
-def test_s10_switch_set_up_and_ovs_vsctl_show(guide, lab: Lab) -> None:
+def test_s10_switch_set_up_and_ovs_vsctl_show(guide_step, lab: Lab) -> None:
     """§10 « Configuration du commutateur »::
 
         $ sudo ovs-vsctl add-br sw0
@@ -145,17 +123,17 @@ def test_s10_switch_set_up_and_ovs_vsctl_show(guide, lab: Lab) -> None:
     and `datapath_type=netdev` is set before the next commands."""
     assert "sw0" not in lab.switches and not lab.nl.exists("tap2"), "sw0/tap2 already here"
     assert vsctl(lab, "br-exists", "sw0").returncode == 2, "a bridge sw0 already exists"
-    add_br = guide("§10", "ovs-vsctl add-br sw0", tool="ovs-vsctl",
+    add_br = guide_step("§10", "ovs-vsctl add-br sw0", tool="ovs-vsctl",
                         fix="load the openvswitch kernel module (`modprobe openvswitch`; "
                             "the openvswitch-switch service does it), or use the userspace "
                             "datapath: `ovs-vsctl set bridge sw0 datapath_type=netdev`")
-    svi = guide("§10", "ovs-vsctl add-port sw0 sw0-vlan2 tag=2 -- set Interface "
+    svi = guide_step("§10", "ovs-vsctl add-port sw0 sw0-vlan2 tag=2 -- set Interface "
                      "sw0-vlan2 type=internal", tool="ovs-vsctl")
-    tap = guide("§10", "ip tuntap add mode tap dev tap2 group kvm", tool="ip")
-    port = guide("§10", "ovs-vsctl add-port sw0 tap2 tag=2", tool="ovs-vsctl",
+    tap = guide_step("§10", "ip tuntap add mode tap dev tap2 group kvm", tool="ip")
+    port = guide_step("§10", "ovs-vsctl add-port sw0 tap2 tag=2", tool="ovs-vsctl",
                       fix="add `vlan_mode=access` (an explicit access port: see A.2's "
                           "vlan_mode check)")
-    show = guide("§10", "ovs-vsctl show", tool="ovs-vsctl",
+    show = guide_step("§10", "ovs-vsctl show", tool="ovs-vsctl",
                       fix="nothing to fix: read it by structure (bridge, ports, tags, "
                           "interface types), not as text")
     try:
@@ -237,7 +215,7 @@ def access_port_tap2(lab: Lab) -> Lab:
     return lab
 
 
-def test_a2_vlan_mode_of_a_port_added_with_a_tag(guide, access_port_tap2: Lab) -> None:
+def test_a2_vlan_mode_of_a_port_added_with_a_tag(guide_step, access_port_tap2: Lab) -> None:
     """A.2 `ovs-startup.sh`::
 
         vlan_mode="$(sudo ovs-vsctl list port tap${tapnum} | grep vlan_mode | egrep -o '(access|trunk)')"
@@ -246,7 +224,7 @@ def test_a2_vlan_mode_of_a_port_added_with_a_tag(guide, access_port_tap2: Lab) -
     and it prints `Switch port interface : tap2, access mode` for §10's tap2 (`add-port
     sw0 tap2 tag=2`)."""  # noqa: E501 - the guide's line, whole
     lab = access_port_tap2
-    step = guide("A.2", VLAN_MODE.replace("tap2", "tap${tapnum}"), tool="ovs-vsctl",
+    step = guide_step("A.2", VLAN_MODE.replace("tap2", "tap${tapnum}"), tool="ovs-vsctl",
                       fix="read the tag instead (`ovs-vsctl get port tapN tag`), or add the "
                           "port with `vlan_mode=access` beside `tag=N`")
     probe = VLAN_MODE + '; printf "%s" "$vlan_mode"'
@@ -270,14 +248,14 @@ def test_a2_vlan_mode_of_a_port_added_with_a_tag(guide, access_port_tap2: Lab) -
     assert (mode.mode, mode.tag) == ("access", 2), mode
 
 
-def test_a2_svi_name_from_the_port_tag(guide, access_port_tap2: Lab) -> None:
+def test_a2_svi_name_from_the_port_tag(guide_step, access_port_tap2: Lab) -> None:
     """A.2 `ovs-startup.sh`, for an access port::
 
         svi="vlan$(sudo ovs-vsctl list port tap${tapnum} | grep tag | grep -o -E '[0-9]+)"
 
     (the line as the guide prints it, in A.2 and A.4 alike: its last quote is missing)."""
     lab = access_port_tap2
-    step = guide("A.2", SVI_AS_PRINTED.replace("tap2", "tap${tapnum}"), tool="bash",
+    step = guide_step("A.2", SVI_AS_PRINTED.replace("tap2", "tap${tapnum}"), tool="bash",
                       fix="close the quote (`'[0-9]+')`), or better `svi=\"vlan$(ovs-vsctl "
                           "get port tap${tapnum} tag)\"`; the SVI is then vlanN, where §10 "
                           "names it sw0-vlanN")
@@ -318,7 +296,7 @@ def vm_on_tap2(lab: Lab, lab_vm) -> VM:
 
 @pytest.mark.vm
 @pytest.mark.parametrize("where", ["A.2", "A.4"])
-def test_script_link_local_address(guide, lab: Lab, vm_on_tap2, where: str) -> None:
+def test_script_link_local_address(guide_step, lab: Lab, vm_on_tap2, where: str) -> None:
     """A.2 `ovs-startup.sh` prints the VM's link-local address from its tap number::
 
         lladdress="fe80::baad:caff:fe80:$(printf "%x" ${tapnum})"
@@ -328,7 +306,7 @@ def test_script_link_local_address(guide, lab: Lab, vm_on_tap2, where: str) -> N
     (tap2), and for other tap numbers against labfixtures's own rule."""
     vm = vm_on_tap2
     line = LLADDRESS[where]
-    step = guide(where, line, tool="bash",
+    step = guide_step(where, line, tool="bash",
                       fix="`lladdress=\"fe80::baad:caff:fefe:$(printf \"%x\" ${tapnum})\"` "
                           "(the 2 bytes of ff:fe, then the tap number: A.4's line)")
     real = [a.address for a in vm.addresses(socket.AF_INET6)
@@ -360,7 +338,7 @@ def test_script_link_local_address(guide, lab: Lab, vm_on_tap2, where: str) -> N
 # -- A.2: is the tap free? -------------------------------------------------------------------
 
 @pytest.mark.vm
-def test_a2_tap_in_use_check(guide, lab: Lab, lab_vm) -> None:
+def test_a2_tap_in_use_check(guide_step, lab: Lab, lab_vm) -> None:
     """A.2 `ovs-startup.sh` (and A.4)::
 
         if [[ ! -z "$(ps aux | grep =[t]ap${tapnum}, )" ]]
@@ -383,7 +361,7 @@ def test_a2_tap_in_use_check(guide, lab: Lab, lab_vm) -> None:
     assert vm.machine is not None and vm.machine.proc is not None
     pid = str(vm.machine.proc.pid)
     check = 'ps aux | grep =[t]ap{n}, '
-    step = guide("A.2", check.format(n="${tapnum}"), tool="ps",
+    step = guide_step("A.2", check.format(n="${tapnum}"), tool="ps",
                       fix="`pgrep -f \"=tap${tapnum},\"` (the whole command line, "
                           "whatever COLUMNS says), or `ip link show tapN` (LOWER_UP once "
                           "a process holds it)")
@@ -421,7 +399,7 @@ fi"""
 RAM_VALUES = (-1, 0, 64, 127, 128, 129, 256, 1024, 65536)
 
 
-def test_a2_ram_check(guide, lab: Lab) -> None:
+def test_a2_ram_check(guide_step, lab: Lab) -> None:
     """A.2 `ovs-startup.sh` (and A.1, A.4)::
 
         if [[ ${memory} -lt 128 ]]
@@ -433,7 +411,7 @@ def test_a2_ram_check(guide, lab: Lab) -> None:
     labfixtures refuses the same sizes (`check_memory`, run by every machine spec) with
     the script's words. A size with a unit (`512M`, which QEMU's -m understands) is
     refused by labfixtures; bash cannot compare it, prints an error and lets it through."""
-    step = guide("A.2", "if [[ ${memory} -lt 128 ]] ... exit 1", tool="bash")
+    step = guide_step("A.2", "if [[ ${memory} -lt 128 ]] ... exit 1", tool="bash")
 
     def script_refuses(m: object) -> tuple[bool, str]:
         cp = bash(lab, RAM_CHECK.format(m=shlex.quote(str(m))))
@@ -463,7 +441,7 @@ def test_a2_ram_check(guide, lab: Lab) -> None:
 # -- §10: ssh etu@fe80::...%sw0-vlan2 --------------------------------------------------------
 
 @pytest.mark.vm
-def test_s10_ssh_to_the_vm_link_local_address(guide, lab: Lab, vm_on_tap2,
+def test_s10_ssh_to_the_vm_link_local_address(guide_step, lab: Lab, vm_on_tap2,
                                               tmp_path: Path) -> None:
     """§10 « Validation des communications entre système hôte et système virtuel »::
 
@@ -480,7 +458,7 @@ def test_s10_ssh_to_the_vm_link_local_address(guide, lab: Lab, vm_on_tap2,
     the tiny image has key logins only (its key, BatchMode): a documented difference."""
     vm = vm_on_tap2
     target = f"etu@{eui64_link_local(vm.mac)}%sw0-vlan2"
-    step = guide("§10", f"ssh {target}", tool="ssh",
+    step = guide_step("§10", f"ssh {target}", tool="ssh",
                       fix="log in with the image's key (labfixtures's images have no "
                           "password): `ssh -i KEY etu@...%sw0-vlan2`")
     known = tmp_path / "known_hosts"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -36,13 +35,12 @@ import pytest
 from _pytest.junitxml import xml_key
 from _pytest.runner import call_and_report
 
-from labfixtures.core.runner import run
 from labfixtures.errors import LabError
 from labfixtures.guestimages import kernels
 from labfixtures.pytest_plugin.checkpoint_fixtures import CAME_UP_PREFIX
 from labfixtures.qemu import builds
 from labfixtures.regress import qemusel, versions
-from labfixtures.regress.guide import GuideStep
+from labfixtures.regress.guide import GuideStep, tool_version
 from labfixtures.regress.results import (
     Metric,
     Results,
@@ -185,20 +183,6 @@ def lab_metric(request: pytest.FixtureRequest) -> Callable[..., None]:
         request.node.user_properties.append((f"{METRIC_PREFIX}{name}:{unit}", v))
 
     return record
-
-
-def tool_version(tool: str) -> str:
-    """What TOOL says of its version: `qemu-img --version`, `ip -V`... (its first line)."""
-    for flag in ("--version", "-V"):
-        try:
-            cp = run([tool, flag], timeout=30, check=False)
-        except LabError:
-            return "not installed"
-        if cp.ok and cp.stdout.strip():
-            line = cp.stdout.strip().split("\n")[0]
-            m = re.search(r"version (\S+)|iproute2-(\S+?),", line)
-            return next((g for g in m.groups() if g), line) if m else line
-    return "unknown"
 
 
 @pytest.fixture
