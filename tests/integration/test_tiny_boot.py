@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -85,8 +86,26 @@ def test_boot_on_a_tap_and_ssh_to_the_eui64_link_local(tiny, private_ns, make_ta
         assert launch.accel == m.accel.name and launch.accel_reason == m.accel.reason
         assert launch.qemu_version[:1].isdigit()
         assert launch.command_line() == (tmp_path / "vm0.cmdline").read_text().splitlines()[-1]
+        check_memory(m)
     assert not m.running
     assert not (tmp_path / "vm0.pid").exists()
+
+
+def check_memory(m: Machine) -> None:
+    """A guard against gross regressions only (figures: bench/boot.py --rss): QEMU's
+    private memory once the guest is up is ~150 MiB (guest RAM the kernel touched ~100,
+    TCG code buffer 32), its file mappings ~90 MiB (page cache shared between VMs)."""
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{m.pid}/status").read_text().splitlines())
+    anon_mib = int(status["RssAnon"].split()[0]) / 1024
+    assert anon_mib < 220, f"QEMU holds {anon_mib:.0f} MiB of anonymous memory (~150 expected)"
+    if m.accel.name == "tcg" and m.spec.tb_size_mb is not None:
+        code = [line for line in Path(f"/proc/{m.pid}/maps").read_text().splitlines()
+                if line.split()[1] == "rwxp"]  # TCG's code buffer: the one rwx mapping
+        sizes = [int(hi, 16) - int(lo, 16) for lo, hi in
+                 (line.split()[0].split("-") for line in code)]
+        assert sizes and max(sizes) <= (m.spec.tb_size_mb + 1) << 20, \
+            f"TCG code buffer of {max(sizes, default=0) >> 20} MiB, tb-size is {m.spec.tb_size_mb}"
 
 
 @pytest.mark.parametrize("profile", ["fast", "pc"])
