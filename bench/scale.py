@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py [--runs 3] [--vm-runs 1] [--hosts 2,8,32,128,256]
                                     [--vms 1,4,8,16,32] [--memory 128] [--no-peer]
+                                    [--tb-size 32|default] [--balloon]
                                     [--out /tmp/labfixtures-bench/scale]
     (needs `ci/setup --bench`: Mininet for the peer, matplotlib for the drawing)
 
@@ -19,9 +20,12 @@ Tiny VMs, per count K: K taps on one switch (VLAN 2, an SVI), K `lab.vm(..., sta
 then every QEMU launched (8 launches at a time: each waits for its QMP socket) before any
 is waited for; `all_ready` is the wall time from the first launch to the last VM answering
 `true` over SSH (key exchange and login included). Memory per VM, read once all are ready:
-VmRSS of each QEMU process; its PSS (pages shared between the QEMUs, such as the mapped
-kernel file, counted once in all); and the machine's MemAvailable drop divided by K (in
-the JSON and the table only: other programs on the machine make it noisy).
+VmRSS of each QEMU process; its RssAnon (private: guest RAM, TCG code buffer, QEMU's own);
+its PSS (pages shared between the QEMUs, such as the mapped kernel file, counted once in
+all); and the machine's MemAvailable drop divided by K (in the JSON and the table only:
+other programs on the machine make it noisy). --tb-size sets the TCG translation cache
+(MiB, `default`: QEMU's 1 GiB; labfixtures' own otherwise), --balloon adds virtio-balloon
+with free page reporting (bench/boot.py --rss breaks one VM's memory down further).
 
 Writes OUT.json (raw runs, medians, min-max, load averages) and OUT.png (the curves).
 Timings are reported, never asserted (docs/host-facts.md).
@@ -101,16 +105,18 @@ def run_peer(sizes: tuple[int, ...], runs: int) -> dict[str, Any] | None:
     return report
 
 
-def rss_kib(pid: int) -> tuple[int, int]:
-    """VmRSS and Pss of PID, in KiB."""
-    rss = pss = 0
+def rss_kib(pid: int) -> tuple[int, int, int]:
+    """VmRSS, Pss and RssAnon of PID, in KiB."""
+    rss = pss = anon = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
+        elif line.startswith("RssAnon:"):
+            anon = int(line.split()[1])
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):
             pss = int(line.split()[1])
-    return rss, pss
+    return rss, pss, anon
 
 
 def mem_available_mib() -> float:
@@ -120,7 +126,8 @@ def mem_available_mib() -> float:
     return 0.0
 
 
-def measure_vms(lab: Lab, k: int, memory: int, profile: str) -> dict[str, Any]:
+def measure_vms(lab: Lab, k: int, memory: int, profile: str,
+                config: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"load": loadavg()}
     with lab.scope(f"{k}vms") as scope:
         sw = scope.switch("sw0")
@@ -129,6 +136,8 @@ def measure_vms(lab: Lab, k: int, memory: int, profile: str) -> dict[str, Any]:
         sw.add_ports([PortSpec(t, tag=2) for t in taps])
         vms = [scope.vm(f"vm{i}", tap=10 + i, addresses=[f"10.20.0.{i + 1}/24"],
                         memory=memory, profile=profile, start=False) for i in range(k)]
+        for vm in vms:  # more MachineSpec fields (tb_size_mb, balloon)
+            vm.opts.extra_config.update(config or {})
         avail = mem_available_mib()
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:  # all launched before any is waited for
@@ -142,8 +151,9 @@ def measure_vms(lab: Lab, k: int, memory: int, profile: str) -> dict[str, Any]:
         out["all_ready"] = time.monotonic() - t0
         out["ready_each"] = ready
         mem = [rss_kib(vm.machine.pid) for vm in vms if vm.machine and vm.machine.pid]
-        out["rss_mib"] = [r / 1024 for r, _ in mem]
-        out["pss_mib"] = [p / 1024 for _, p in mem]
+        out["rss_mib"] = [r / 1024 for r, _, _ in mem]
+        out["pss_mib"] = [p / 1024 for _, p, _ in mem]
+        out["anon_mib"] = [a / 1024 for _, _, a in mem]
         out["avail_drop_mib_per_vm"] = (avail - mem_available_mib()) / k
         out["load_end"] = loadavg()
         t = time.monotonic()
@@ -173,8 +183,9 @@ def draw(report: dict[str, Any], png: Path) -> None:
         if pts:
             ax1.plot(*zip(*pts, strict=True), style, color="C0" if phase == "up" else "C1",
                      alpha=0.55, label=f"Mininet {phase}")
-    ax1.set_xscale("log", base=2)
-    ax1.set_yscale("log")
+    if sizes:  # --hosts '' measures VMs only
+        ax1.set_xscale("log", base=2)
+        ax1.set_yscale("log")
     ax1.set_xticks(sizes, [str(n) for n in sizes])
     ax1.set_xlabel("veth hosts on one switch")
     ax1.set_ylabel("seconds (median, log scale)")
@@ -205,6 +216,8 @@ def draw(report: dict[str, Any], png: Path) -> None:
                          alpha=0.15, label="RSS min-max")
         ax3.plot(counts, [vms[str(k)]["pss_mib"]["median"] for k in counts], "s--",
                  color="C5", label="PSS per VM (median)")
+        ax3.plot(counts, [vms[str(k)]["anon_mib"]["median"] for k in counts], "^:",
+                 color="C6", label="anonymous RSS per VM (median)")
         ax3.axhline(GOAL_RSS_MB, color="red", ls="--", lw=1,
                     label=f"goal: ≤ {GOAL_RSS_MB:.0f} MB each")
         ax3.set_ylim(bottom=0)
@@ -234,17 +247,28 @@ def main() -> int:
                     help="VM counts; empty: no VMs")
     ap.add_argument("--memory", type=int, default=128, help="guest RAM per VM, MiB")
     ap.add_argument("--profile", default="fast")
+    ap.add_argument("--tb-size", default="",
+                    help="TCG translation cache, MiB, or 'default' (QEMU's); "
+                         "default: labfixtures' own")
+    ap.add_argument("--balloon", action="store_true",
+                    help="virtio-balloon with free page reporting in each VM")
     ap.add_argument("--no-peer", action="store_true", help="skip Mininet")
     ap.add_argument("--out", type=Path, default=Path("/tmp/labfixtures-bench/scale"),
                     help="writes OUT.json and OUT.png")
     args = ap.parse_args()
+    config: dict[str, Any] = {}
+    if args.tb_size:
+        config["tb_size_mb"] = None if args.tb_size == "default" else int(args.tb_size)
+    if args.balloon:
+        config["balloon"] = True
     sizes = tuple(int(n) for n in args.hosts.split(",") if n)
     counts = tuple(int(k) for k in args.vms.split(",") if k)
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     report: dict[str, Any] = {"node": platform.node(), "kernel": platform.release(),
                               "cpus": os.cpu_count(), "load_start": loadavg(),
-                              "vm_memory": args.memory, "vm_profile": args.profile}
+                              "vm_memory": args.memory, "vm_profile": args.profile,
+                              "vm_config": config}
     raw: dict[str, list[dict[str, float]]] = {str(n): [] for n in sizes}
     vm_raw: dict[str, list[dict[str, Any]]] = {str(k): [] for k in counts}
     lab = Lab.open()
@@ -257,7 +281,7 @@ def main() -> int:
                 for n in sizes), file=sys.stderr, flush=True)
         for r in range(args.vm_runs):
             for k in counts:
-                m = measure_vms(lab, k, args.memory, args.profile)
+                m = measure_vms(lab, k, args.memory, args.profile, config)
                 vm_raw[str(k)].append(m)
                 print(f"vm run {r + 1}/{args.vm_runs}: {k} VMs all ready "
                       f"{m['all_ready']:.1f} s (launch {m['launch_all']:.2f} s), RSS median "
@@ -278,6 +302,7 @@ def main() -> int:
                 "load": summary([r["load"] for r in runs]),
                 "rss_mib": summary([x for r in runs for x in r["rss_mib"]]),
                 "pss_mib": summary([x for r in runs for x in r["pss_mib"]]),
+                "anon_mib": summary([x for r in runs for x in r["anon_mib"]]),
                 "avail_drop_mib_per_vm": summary([r["avail_drop_mib_per_vm"] for r in runs])}
             for k, runs in vm_raw.items()}}
     peer = None if args.no_peer else run_peer(sizes, args.runs)
@@ -305,15 +330,15 @@ def main() -> int:
             row += f"{v['median']:>14.3f}" if v else f"{'-':>14}"
         print(row)
     if counts:
-        print(f"\ntiny VMs started together ({args.memory} MiB each, profile {args.profile}), "
-              f"medians of {args.vm_runs}")
+        print(f"\ntiny VMs started together ({args.memory} MiB each, profile {args.profile}"
+              f"{', ' + str(config) if config else ''}), medians of {args.vm_runs}")
         print(f"{'K':>5}{'all ready s':>14}{'launch s':>10}{'RSS MiB med/max':>18}"
-              f"{'PSS MiB med':>13}{'avail drop/VM':>15}{'load':>7}")
+              f"{'anon MiB':>10}{'PSS MiB med':>13}{'avail drop/VM':>15}{'load':>7}")
         for k in counts:
             m = report["vms"]["medians"][str(k)]
             print(f"{k:>5}{m['all_ready']['median']:>14.1f}{m['launch_all']['median']:>10.2f}"
                   f"{m['rss_mib']['median']:>10.0f}/{m['rss_mib']['max']:<7.0f}"
-                  f"{m['pss_mib']['median']:>13.0f}"
+                  f"{m['anon_mib']['median']:>10.0f}{m['pss_mib']['median']:>13.0f}"
                   f"{m['avail_drop_mib_per_vm']['median']:>15.0f}{m['load']['median']:>7.1f}")
     print(f"\nwrote {json_path} and {png_path}")
     return 0
