@@ -27,7 +27,8 @@ How it is built, and why:
 2. A copy of the tree is configured on the host: user `etu`, root login by key only (the
    cache's key), the `lf.*` guest configuration hook (files/debian-lf-*), EUI-64 link-local
    addresses, `net.ifnames=0` (the interface is eth0), units masked and modules blacklisted
-   for a fast boot under TCG, sshd started without waiting for udev's coldplug.
+   for a fast boot under TCG (generators too), sshd started without waiting for udev's
+   coldplug.
 3. Its initramfs is rebuilt with only the modules a virtio + LVM root needs (MODULES=list).
 4. The installer ISO is made from the tree (installer.py) and booted on a blank qcow2 disk,
    because LVM can only be created by a guest kernel here (no device-mapper on the host).
@@ -88,32 +89,30 @@ HOST_TOOLS = {
     "xorriso": "xorriso", "cpio": "cpio", "unshare": "util-linux",
 }
 
-#: Units a lab VM does not need; each one costs boot time under TCG.
-MASKED_UNITS = (
-    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
-    "e2scrub_reap.service", "fstrim.timer", "lvm2-monitor.service", "systemd-pstore.service",
-    "getty@tty1.service", "getty-static.service", "systemd-journal-flush.service",
-    "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
-    "proc-sys-fs-binfmt_misc.mount", "systemd-machine-id-commit.service",
-    "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-kernel-config.mount",
-    "sys-fs-fuse-connections.mount", "dev-hugepages.mount", "dev-mqueue.mount",
-    "modprobe@fuse.service", "modprobe@configfs.service", "modprobe@drm.service",
-    "modprobe@efi_pstore.service", "modprobe@dm_mod.service", "modprobe@loop.service",
-    "systemd-sysusers.service", "systemd-update-utmp.service",
-    "systemd-update-utmp-runlevel.service", "systemd-random-seed.service",
-    "systemd-modules-load.service",
-    # ifupdown stays installed (`ifup eth0` works); at boot, lf-config does the job and
-    # `networking.service` would cost seconds on the way to ssh.service. Unmask to use
-    # /etc/network/interfaces at boot.
-    "networking.service", "ifupdown-wait-online.service",
-)
+
+def _names(file: str) -> tuple[str, ...]:
+    """The names listed in data file FILE (one a line, `#` comments)."""
+    lines = (line.split("#", 1)[0].strip() for line in data_file(file).read_text().splitlines())
+    return tuple(line for line in lines if line)
+
+
+#: Units masked and systemd generators turned off for a fast boot (the files say why).
+MASKED_UNITS = _names("debian-masked-units")
+MASKED_GENERATORS = _names("debian-masked-generators")
 
 #: Kernel parameters shared by the direct boot and GRUB. `net.ifnames=0`: the NIC is eth0.
-#: The rest trims what TCG makes slow: console output, timer checks, crypto self-tests.
+#: The rest trims what TCG makes slow: console output, timer checks, crypto self-tests,
+#: kernel audit records for every unit started (`audit=0`).
 BASE_CMDLINE = (
     "console=ttyS0,115200", "net.ifnames=0", "quiet", "loglevel=3", "systemd.show_status=0",
-    "tsc=reliable", "no_timer_check", "cryptomgr.notests", "mitigations=off",
+    "tsc=reliable", "no_timer_check", "cryptomgr.notests", "mitigations=off", "audit=0",
 )
+
+#: grub.cfg's: a direct boot gets qemu.cmdline.TUNED_CMDLINE from its machine spec, GRUB only
+#: what grub.cfg says, so the host-independent rest of it too (not `tsc_early_khz`, nor `pc`'s
+#: `pci=noacpi`); written out, as the recipe's hash covers this file and not qemu's.
+GRUB_CMDLINE = (*BASE_CMDLINE, "initcall_blacklist=crypto_kdf108_init", "noreplace-smp",
+                "rodata=off", "init_on_alloc=0")
 
 #: In the initramfs: the root's path (virtio disk, device-mapper, ext4), plus virtio_net so
 #: that eth0 exists before lf-config runs, and virtio_mmio for the microvm profile.
@@ -330,14 +329,18 @@ class DebianRecipe:
                "# labfixtures: keys only, no reverse DNS (no resolver in a lab)\n"
                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nUseDNS no\n")
-        # sshd starts as soon as the root file system and lf-config are there, not after
-        # sysinit.target (udev coldplug takes seconds under TCG); no `sshd -t` before it
-        # (one more exec; the configuration is ours).
+        # sshd starts once journald listens: not after sysinit.target (udev coldplug takes
+        # seconds under TCG) nor lf-config (beside it; lf-ready waits for both: no login
+        # before). No `sshd -t` before it (one more exec; the configuration is ours).
         _write(tree / "etc/systemd/system/ssh.service.d/labfixtures.conf",
                "[Unit]\nDefaultDependencies=no\n"
-               "After=local-fs.target systemd-journald.socket lf-config.service\n"
+               "After=systemd-journald.socket\n"
                "Before=shutdown.target\nConflicts=shutdown.target\n\n"
                "[Service]\nExecStartPre=\n")
+        # The serial console's login prompt after the marker: agetty is not on the way to
+        # ssh, and under TCG every process started beside sshd delays it.
+        _write(tree / "etc/systemd/system/serial-getty@.service.d/labfixtures.conf",
+               "[Unit]\nAfter=lf-ready.service\n")
         shutil.copy2(data_file("debian-modprobe.conf"), tree / "etc/modprobe.d/labfixtures.conf")
 
         # Networking: lo via ifupdown, every eth* up with EUI-64 link-local, lf.* at boot.
@@ -366,6 +369,11 @@ class DebianRecipe:
         chroot(tree, "systemctl", "enable", "lf-config.service", "lf-ready.service",
                "lf-dm-udev.service")
         chroot(tree, "systemctl", "mask", *MASKED_UNITS)
+        generators = tree / "etc/systemd/system-generators"
+        generators.mkdir(parents=True, exist_ok=True)
+        for name in MASKED_GENERATORS:
+            (generators / name).unlink(missing_ok=True)
+            (generators / name).symlink_to("/dev/null")
 
         # GRUB, for the boot from disk: no menu delay, serial console, same parameters.
         _write(tree / "etc/default/grub.d/labfixtures.cfg",
@@ -373,7 +381,7 @@ class DebianRecipe:
                "GRUB_DISABLE_RECOVERY=true\n"
                'GRUB_TERMINAL="serial console"\nGRUB_SERIAL_COMMAND="serial --speed=115200"\n'
                'GRUB_CMDLINE_LINUX_DEFAULT=""\n'
-               f'GRUB_CMDLINE_LINUX="{" ".join(BASE_CMDLINE)}"\n')
+               f'GRUB_CMDLINE_LINUX="{" ".join(GRUB_CMDLINE)}"\n')
 
     def rebuild_initramfs(self, tree: Path) -> None:
         """An initramfs with only virtio, device-mapper and ext4: smaller, faster to boot."""
