@@ -35,9 +35,10 @@ PROFILES: dict[str, str] = {
 READY_MARKER = "labfixtures: ready"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
 #: TCG's translation-block cache, MiB (`-accel tcg,tb-size=N`). QEMU's default on a 64-bit
-#: host is 1 GiB, of which a tiny guest's boot fills ~55 MiB, all of it resident for the
-#: VM's life; at 32 the cache is flushed once or twice during boot (measured +0.1 s to SSH
-#: ready), at 16 it costs ~+0.4 s, at 8 ~+3 s (docs/host-facts.md).
+#: host is 1 GiB, and what it fills stays resident: ~55 MiB after a tiny guest's boot,
+#: 400 MiB after 10 s of shell commands. At 32 the cache is flushed when full: SSH ready
+#: within 0.1 s of the uncapped boot, commands ~10 % slower; at 16 `pc` boots ~0.5 s
+#: slower, at 8 boots take 4-8 s (docs/host-facts.md).
 TB_SIZE_MB = 32
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
 
