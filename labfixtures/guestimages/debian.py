@@ -331,12 +331,13 @@ class DebianRecipe:
                "KbdInteractiveAuthentication no\nUseDNS no\n")
         # sshd starts once journald listens: not after sysinit.target (udev coldplug takes
         # seconds under TCG) nor lf-config (beside it; lf-ready waits for both: no login
-        # before). No `sshd -t` before it (one more exec; the configuration is ours).
+        # before). No `sshd -t` before it (one more exec; the configuration is ours). Until
+        # the boot is over, its cgroup (the first logins too) gets 10x the CPU share of
+        # udev's coldplug and the rest: the handshake after the marker is then not starved.
         _write(tree / "etc/systemd/system/ssh.service.d/labfixtures.conf",
-               "[Unit]\nDefaultDependencies=no\n"
-               "After=systemd-journald.socket\n"
+               "[Unit]\nDefaultDependencies=no\nAfter=systemd-journald.socket\n"
                "Before=shutdown.target\nConflicts=shutdown.target\n\n"
-               "[Service]\nExecStartPre=\n")
+               "[Service]\nExecStartPre=\nStartupCPUWeight=1000\n")
         # The serial console's login prompt after the marker: agetty is not on the way to
         # ssh, and under TCG every process started beside sshd delays it.
         _write(tree / "etc/systemd/system/serial-getty@.service.d/labfixtures.conf",
