@@ -329,13 +329,13 @@ class DebianRecipe:
                "# labfixtures: keys only, no reverse DNS (no resolver in a lab)\n"
                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
                "KbdInteractiveAuthentication no\nUseDNS no\n")
-        # sshd starts once journald listens: not after sysinit.target (udev coldplug takes
-        # seconds under TCG) nor lf-config (beside it; lf-ready waits for both: no login
-        # before). No `sshd -t` before it (one more exec; the configuration is ours). Until
-        # the boot is over, its cgroup (the first logins too) gets 10x the CPU share of
-        # udev's coldplug and the rest: the handshake after the marker is then not starved.
+        # sshd starts once fstab's file systems are mounted (a login logs to /var), not after
+        # sysinit.target (udev coldplug: seconds under TCG) nor lf-config (beside it; lf-ready
+        # waits for both); no `sshd -t`. Until booted, its cgroup (the first logins too) gets
+        # 10x the CPU share of the coldplug and the rest: the handshake is not starved.
         _write(tree / "etc/systemd/system/ssh.service.d/labfixtures.conf",
-               "[Unit]\nDefaultDependencies=no\nAfter=systemd-journald.socket\n"
+               "[Unit]\nDefaultDependencies=no\n"
+               "After=local-fs.target systemd-journald.socket\n"
                "Before=shutdown.target\nConflicts=shutdown.target\n\n"
                "[Service]\nExecStartPre=\nStartupCPUWeight=1000\n")
         # The serial console's login prompt after the marker: agetty is not on the way to
