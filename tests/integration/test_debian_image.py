@@ -17,6 +17,7 @@ import pytest
 
 from labfixtures.core.addressing import eui64_link_local
 from labfixtures.guestimages import GuestConfig, GuestImage
+from labfixtures.guestimages.debian import GRUB_CMDLINE, MASKED_GENERATORS
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
 from labfixtures.qemu.spec import READY_MARKER
@@ -122,6 +123,25 @@ def test_guest_configuration_and_eui64(direct_vm: GuestSSH) -> None:
     assert direct_vm.run("systemctl --failed --no-legend", check=True).stdout.strip() == ""
 
 
+def test_boot_order_for_a_fast_ssh(direct_vm: GuestSSH) -> None:
+    """What the recipe does for boot speed is in place, and nothing failed for it."""
+    gens = direct_vm.run("readlink " + " ".join(f"/etc/systemd/system-generators/{g}"
+                                               for g in MASKED_GENERATORS), check=True)
+    assert gens.stdout.split() == ["/dev/null"] * len(MASKED_GENERATORS)
+    ssh_after = direct_vm.run("systemctl show -p After --value ssh.service", check=True)
+    assert "lf-config.service" not in ssh_after.stdout.split()  # beside it, not after it
+    ready_after = direct_vm.run("systemctl show -p After --value lf-ready.service",
+                                check=True).stdout.split()
+    assert {"ssh.service", "lf-config.service"} <= set(ready_after)  # the marker: both done
+    getty_after = direct_vm.run("systemctl show -p After --value serial-getty@ttyS0.service",
+                                check=True).stdout.split()
+    assert "lf-ready.service" in getty_after
+    # lf-ready is a oneshot that has run (inactive, not failed): is-active exits 3 for it
+    assert direct_vm.run("systemctl is-active ssh.service lf-ready.service"
+                         ).stdout.split() == ["active", "inactive"]
+    assert direct_vm.run("systemctl --failed --no-legend", check=True).stdout.strip() == ""
+
+
 def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, module_ns: str,
                                                  tmp_path: Path) -> None:
     disk = create_overlay(debian_image.disk, tmp_path / "vm1.qcow2")
@@ -131,6 +151,7 @@ def test_boots_on_its_own_from_its_disk_with_grub(debian_image: GuestImage, modu
         cmdline = ssh.run("cat /proc/cmdline", check=True).stdout
         assert "BOOT_IMAGE=/vmlinuz-" in cmdline  # GRUB passed it (i.e. /boot on vda1)
         assert "root=/dev/mapper/vm0-root" in cmdline
+        assert set(GRUB_CMDLINE) <= set(cmdline.split())  # the boot-speed words too
         assert ssh.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
             "/dev/mapper/vm0-root"
         assert ssh.run("vgs --noheadings -o vg_name", check=True).stdout.strip() == "vm0"
