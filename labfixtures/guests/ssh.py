@@ -205,14 +205,22 @@ class GuestSSH:
             chan.shutdown_write()
             out, err = bytearray(), bytearray()
             end = time.monotonic() + timeout
+            eof_grace: float | None = None
             while True:
                 while chan.recv_ready():
                     out += chan.recv(65536)
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
+                # the exit status may come before the last output (sshd sends it when the
+                # command exits, its pipes may still hold data): done at the channel's
+                # EOF, or a moment after the status from a server that sends none
                 if chan.exit_status_ready() and not chan.recv_ready() \
                         and not chan.recv_stderr_ready():
-                    break
+                    if chan.eof_received or chan.closed:
+                        break
+                    eof_grace = eof_grace or time.monotonic() + 2.0
+                    if time.monotonic() > eof_grace:
+                        break
                 if time.monotonic() > end:
                     raise LabError(f"`{cmd}` did not finish within {timeout:g}s on "
                                    f"{self.host_key_name}", "raise the timeout or fix the command")
