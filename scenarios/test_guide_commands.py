@@ -95,6 +95,31 @@ def test_s5_du_of_the_new_image(guide_step, tmp_path: Path) -> None:
     assert os.stat(tmp_path / "vm0-debian-stable-amd64.raw").st_blocks * 512 < 2**20
 
 
+def test_s5_the_raw_image_converts_to_another_format(guide_step, tmp_path: Path) -> None:
+    """§5 says a raw image can always be converted to another format afterwards (« il est
+    toujours possible de convertir une image d'un format à un autre après coup »), without
+    showing the command: the usual one is checked, on the guide's 80G raw image. It must
+    give a qcow2 image with the same content that takes no more room than the raw one."""
+    step = guide_step("§5", "qemu-img convert -f raw -O qcow2 vm0-debian-stable-amd64.raw "
+                      "vm0-debian-stable-amd64.qcow2", tool="qemu-img")
+    raw, qcow2 = "vm0-debian-stable-amd64.raw", "vm0-debian-stable-amd64.qcow2"
+    assert sh("qemu-img", "create", "-q", "-f", "raw", raw, "80G", cwd=tmp_path
+              ).returncode == 0
+    cp = sh("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2, cwd=tmp_path)
+    said = (cp.stdout + cp.stderr).strip()
+    if cp.returncode != 0:
+        step.refused(said.splitlines()[0] if said else f"exit status {cp.returncode}")
+    elif said:
+        step.differs(f"prints {said.splitlines()[0]!r}")
+    else:
+        step.works()
+    info = json.loads(sh("qemu-img", "info", "--output=json", qcow2, cwd=tmp_path).stdout)
+    assert (info["format"], info["virtual-size"]) == ("qcow2", 80 * 2**30), info
+    same = sh("qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, qcow2, cwd=tmp_path)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert info["actual-size"] < 2**20, f"the qcow2 image takes {info['actual-size']} bytes"
+
+
 def test_s7_resize_the_raw_master(guide_step, tmp_path: Path) -> None:
     """§7: `qemu-img resize vm0-debian-testing-amd64-base.raw +20G` prints `Image
     resized.`"""
