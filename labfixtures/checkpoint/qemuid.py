@@ -1,4 +1,4 @@
-"""Which QEMU binary a checkpoint belongs to, and what its machine aliases resolve to.
+"""Which QEMU binary a checkpoint belongs to.
 
 `identity()` names the binary itself, not what `--version` says: two binaries with the
 same version (a wrapper script, a rebuilt package, a fetched build's launcher) are two
@@ -6,29 +6,26 @@ QEMUs for the automatic checkpoints. It is the sha256 of the file the name resol
 (computed once per path, size and mtime, kept in a small cache file) with the version it
 reports, so a wrapper whose wrapped binary is upgraded changes too.
 
-`machine_types()` says what `-machine pc` and `-machine q35` mean for a binary: the
-newest versioned type it knows (`pc-i440fx-7.2`). A saved state restores only into the
-same machine type; all builds of one QEMU release (7.2.x) resolve the aliases alike.
+A saved state restores only into the same machine type; `-machine pc` and `q35` are
+aliases of the newest versioned type a binary knows (`pc-i440fx-7.2`), alike in all builds
+of one QEMU release (7.2.x), not across releases.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import shutil
 from pathlib import Path
 
 from labfixtures.checkpoint.manifest import cached_sha256
-from labfixtures.core.runner import run
-from labfixtures.errors import HostResourceError, LabError
+from labfixtures.errors import HostResourceError
 from labfixtures.qemu.accel import qemu_version
 from labfixtures.qemu.cmdline import QEMU
 
 
 def resolve(qemu: str | Path = QEMU) -> Path:
-    """The file QEMU names (a name found on PATH, as the lab starts it, or a path), with
-    its links resolved: through `--lab-qemu`'s link, the chosen binary itself."""
+    """The file QEMU names (a name found on PATH, or a path: `qemu.builds.selected()`),
+    its links resolved."""
     found = shutil.which(str(qemu))
     if found is None:
         raise HostResourceError("binary", str(qemu), "apt-get install qemu-system-x86",
@@ -40,19 +37,3 @@ def identity(qemu: str | Path = QEMU, cache: Path | None = None) -> str:
     """`<version>:<sha256 of the binary's file>[:16]` of the QEMU that QEMU names."""
     path = resolve(qemu)
     return f"{qemu_version(str(path))}:{cached_sha256(path, cache)[:16]}"
-
-
-@functools.lru_cache(maxsize=8)
-def _machine_help(binary: str) -> str:
-    return run([binary, "-machine", "help"], timeout=30, check=False).stdout
-
-
-def machine_types(qemu: str | Path = QEMU) -> dict[str, str]:
-    """{'pc': 'pc-i440fx-7.2', 'q35': 'pc-q35-7.2'}: the aliases of the binary QEMU names
-    (an alias it does not list is left out)."""
-    try:
-        text = _machine_help(str(resolve(qemu)))
-    except LabError:
-        return {}
-    return {m.group(1): m.group(2) for m in
-            re.finditer(r"^(\S+)\s.*\(alias of (\S+)\)", text, re.M)}
