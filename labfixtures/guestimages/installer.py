@@ -18,7 +18,9 @@ The ISO holds (built with `grub-mkrescue`, i.e. xorriso; the host cannot mount I
 
 At boot the initramfs (files/debian-installer-init.sh) mounts root.img under a tmpfs overlay
 and runs files/debian-install.sh from it, which partitions /dev/vda, creates the LVM volumes,
-copies the tree, installs GRUB and powers the VM off. The serial log says
+copies root.img onto the root volume block by block (read from the medium's device at the
+file's offset, with O_DIRECT) and grows it, moves /boot to vda1, installs GRUB and powers the
+VM off. The serial log says
 `labfixtures: install ok` (or `failed`).
 """
 

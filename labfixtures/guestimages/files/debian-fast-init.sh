@@ -10,8 +10,8 @@ export PATH=/bin:/sbin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-# /run is handed over to systemd (as Debian's initramfs does), with a note that this
-# initramfs activated the volumes without udev: lf-dm-udev.service completes udev's view.
+# /run is handed over to systemd (as Debian's initramfs does): the note that this initramfs
+# did the boot, and udev's database records of the volumes it activated (see below).
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 
 fail() {
@@ -51,5 +51,20 @@ done
 
 mount -t "$fstype" -o "$mode" "$root" /root || fail "cannot mount $root"
 : >/run/labfixtures-fast-initrd
+
+# LVM activated the volumes without udev, so udev never saw the device-mapper event that
+# marks a volume usable, and its rules (55-dm.rules) ignore a volume met first at coldplug:
+# no /dev/disk/by-* links, no file system type for lsblk, systemd's device unit never ready.
+# Debian's initramfs runs udev and hands its database over in /run/udev; here the record
+# that matters is written for each volume: the "primary source" flag that a real activation
+# event would have left, so the coldplug's `add` event runs the whole of udev's rules.
+# (Before, a `vgchange --refresh` after the coldplug made device-mapper send the event
+# again: ~5 s of the boot under TCG.)
+mkdir -p /run/udev/data
+for d in /sys/block/dm-*; do
+    [ -r "$d/dev" ] || continue
+    printf 'E:DM_UDEV_PRIMARY_SOURCE_FLAG=1\nE:DM_UDEV_RULES_VSN=2\nV:1\n' \
+        >"/run/udev/data/b$(cat "$d/dev")"
+done
 for d in dev proc sys run; do mount -o move "/$d" "/root/$d"; done
 exec switch_root /root "$init"

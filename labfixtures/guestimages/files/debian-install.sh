@@ -6,9 +6,16 @@
 # For UEFI as well: vda4, a primary EFI system partition (type 0xef, FAT) right after /boot,
 # mounted on /boot/efi, with GRUB for x86_64-efi at the removable path EFI/BOOT/BOOTX64.EFI
 # (the firmware finds it with no NVRAM entry). vda3 stays free: the guide's §7 creates it.
-# Usage: install.sh SOURCE_DIR. Parameters come from the kernel command line (lf.install.*).
+# The root file system is not copied file by file: it is root.img itself, the tree as an ext4
+# image on the medium, copied block by block onto the logical volume (only its used blocks are
+# written), then given a journal and grown to the volume. Under TCG that takes ~5 s where
+# `cp -a` of the tree took ~26 s. /boot's files then move to vda1.
+# Usage: install.sh SOURCE_DIR [MEDIUM_DIR]: the tree (root.img mounted) and the medium.
+# Parameters come from the kernel command line (lf.install.*).
 set -eu
 SOURCE=${1:-/mnt}
+MEDIUM=${2:-/run/medium}
+IMAGE=$MEDIUM/labfixtures/root.img
 
 arg() {
     for w in $(cat /proc/cmdline); do
@@ -53,18 +60,49 @@ lvm pvcreate -q -ff -y "${DISK}5"
 lvm vgcreate -q "$VG" "${DISK}5"
 lvm lvcreate -q -y -n "$LV" -l 100%FREE "$VG"
 ROOTDEV=/dev/mapper/$VG-$LV
-step "mkfs.ext4 $ROOTDEV"
-mkfs.ext4 -q -F -L root "$ROOTDEV"
+
+# Where root.img lies on the medium's device: ISO 9660 stores a file in one extent, and the
+# kernel maps its blocks (FIBMAP); read from the device with O_DIRECT, the copy bypasses
+# the guest's page cache. Any doubt (not one extent) and it is read through the file.
+# conv=sparse leaves all-zero blocks unwritten: the target is a new blank disk (the
+# installer's contract, installer.install() refuses an existing one).
+MEDIUM_DEV=$(findmnt -n -o SOURCE "$MEDIUM")
+SIZE=$(stat -c %s "$IMAGE")
+OFFSET=$(python3 -c '
+import fcntl, os, struct, sys
+FIBMAP, FIGETBSZ = 1, 2
+with open(sys.argv[1], "rb") as f:
+    def ioctl(op, arg):
+        return struct.unpack("i", fcntl.ioctl(f, op, struct.pack("i", arg)))[0]
+    bsz = ioctl(FIGETBSZ, 0)
+    n = (os.fstat(f.fileno()).st_size + bsz - 1) // bsz
+    first, last = ioctl(FIBMAP, 0), ioctl(FIBMAP, n - 1)
+    if first > 0 and last == first + n - 1:
+        print(first * bsz)
+' "$IMAGE") || OFFSET=
+step "copying the system: root.img ($((SIZE / 1048576)) MB, ext4) onto $ROOTDEV, block by block"
+if [ -n "$OFFSET" ]; then
+    dd if="$MEDIUM_DEV" of="$ROOTDEV" bs=4M iflag=direct,skip_bytes,count_bytes \
+        skip="$OFFSET" count="$SIZE" oflag=direct conv=sparse status=none
+else
+    dd if="$IMAGE" of="$ROOTDEV" bs=4M oflag=direct conv=sparse status=none
+fi
+step "the root file system: a journal, the label root, grown to the whole volume"
+tune2fs -O has_journal -L root "$ROOTDEV" >/dev/null
+out=$(resize2fs "$ROOTDEV" 2>&1) || { echo "$out"; step "resize2fs $ROOTDEV failed"; exit 1; }
 
 mkdir -p "$TARGET"
 mount "$ROOTDEV" "$TARGET"
-mkdir -p "$TARGET/boot"
+rm -f "$TARGET/usr/lib/labfixtures/install.sh"
+# /boot's files go to their own file system, vda1; the root keeps an empty /boot under it.
+mkdir -p /run/bootfs
+mount "${DISK}1" /run/bootfs
+cp -a "$TARGET/boot/." /run/bootfs/
+find "$TARGET/boot" -mindepth 1 -delete
+umount /run/bootfs
 mount "${DISK}1" "$TARGET/boot"
 mkdir -p "$TARGET/boot/efi"
 mount -t vfat "${DISK}4" "$TARGET/boot/efi"
-step "copying the system ($(du -sm "$SOURCE" | cut -f1) MB)"
-cp -a "$SOURCE"/. "$TARGET"/
-rm -f "$TARGET/usr/lib/labfixtures/install.sh"
 
 BOOT_UUID=$(blkid -s UUID -o value "${DISK}1")
 ESP_UUID=$(blkid -s UUID -o value "${DISK}4")

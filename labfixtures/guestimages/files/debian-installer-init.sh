@@ -54,8 +54,11 @@ mount -o bind /lower /newroot/mnt
 for d in dev proc sys; do mount -o move /$d /newroot/$d; done
 mount -t tmpfs tmpfs /newroot/run
 mount -t tmpfs tmpfs /newroot/tmp
+# The medium itself, for install.sh's block copy of root.img (the device, read directly).
+mkdir -p /newroot/run/medium
+mount -o move /medium /newroot/run/medium
 
-if chroot /newroot /usr/lib/labfixtures/install.sh /mnt; then
+if chroot /newroot /usr/lib/labfixtures/install.sh /mnt /run/medium; then
     finish ok
 else
     finish failed
