@@ -166,7 +166,7 @@ def tuned(module_lab: Lab, debian_image: GuestImage) -> StepRecorder:
         sw0.add_port(f"tap{n}", tag=VLAN)
         vms[name] = lab.vm(name, tap=n, addresses=[ADDRESSES[name]],
                            gateway=SVI.split("/")[0], image=debian_image, memory=512,
-                           start=False)
+                           vcpus=1, start=False)  # two VMs boot at once: one vCPU each
     vm0, vm1 = vms["vm0"], vms["vm1"]
     s = StepRecorder("§6: tuning the debian guest (vm0, vm1)")
     s.facts.update(vm0=vm0, vm1=vm1, lab=lab, sw0=sw0, image=debian_image)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,22 @@ from labfixtures.guestimages.tiny import RECIPE as TINY
 
 __all__ = [
     "GuestConfig", "GuestImage", "ImageCache", "ImageInfo", "InterfaceConfig", "Route",
-    "RECIPES", "build", "default_cache_dir", "get", "list_images", "recipe",
+    "RECIPES", "build", "default_cache_dir", "default_vcpus", "get", "list_images", "recipe",
 ]
 
 RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
+
+
+#: vCPUs of a VM of the image when none are asked for. The debian guest's boot runs udev's
+#: coldplug beside its services: under TCG two vCPUs bring it to SSH in ~9 s instead of
+#: ~13 s (bench/debian_boot.py --vcpus 1/2, docs/host-facts.md). The tiny guest boots one
+#: shell script: a second vCPU would only cost memory.
+DEFAULT_VCPUS = {DEBIAN.name: 2}
+
+
+def default_vcpus(image: str) -> int:
+    """The image's default vCPU count, never more than the host's CPUs."""
+    return max(1, min(DEFAULT_VCPUS.get(image, 1), os.cpu_count() or 1))
 
 
 def _cache(cache: ImageCache | Path | str | None) -> ImageCache:

@@ -15,8 +15,7 @@ Files of a built image (`images/debian-HASH/`)::
     initrd-debian.img   Debian's own initramfs, as on the disk's /boot
     installer.iso       the installer (installer.py), for `iso_install()`
     install.log         the installer's serial console (install.log.qemu: its QEMU command)
-    timings.txt         seconds per build step
-    manifest.json       the GuestImage (facts: marker, kernel release, VG/LV, user...)
+    timings.txt, manifest.json  seconds per build step; the GuestImage (facts: marker...)
 
 How it is built, and why:
 
@@ -32,10 +31,10 @@ How it is built, and why:
 3. Its initramfs is rebuilt with only the modules a virtio + LVM root needs (MODULES=list).
 4. The installer ISO is made from the tree (installer.py) and booted on a blank qcow2 disk,
    because LVM can only be created by a guest kernel here (no device-mapper on the host).
-   The installer partitions, copies the tree, installs GRUB and powers off.
+   It partitions, copies the tree's ext4 image block by block, installs GRUB, powers off.
 
 Public API: `DebianRecipe` / `RECIPE` (a cache `Recipe`), `build(cache, progress) ->
-GuestImage`, `iso_install(image, disk, ...)` for the A.4 scenario, `mirror_from_apt()`.
+GuestImage`, `iso_install(image, disk, ...)` (A.4), `mirror_from_apt()`.
 """
 
 from __future__ import annotations
@@ -67,9 +66,7 @@ from labfixtures.qemu.accel import resolve as resolve_accel
 from labfixtures.qemu.spec import READY_MARKER
 
 SUITE = "bookworm"
-
-#: What lf-ready.service prints on ttyS0 once sshd is up.
-MARKER = READY_MARKER
+MARKER = READY_MARKER  # what lf-ready.service prints on ttyS0 once sshd is up
 
 #: What the guide's VM needs (LVM, parted, GRUB, SSH, ifupdown) and what scenarios check
 #: (lspci, ping, ethtool, python3 for testinfra), nothing more.
@@ -103,10 +100,9 @@ MASKED_GENERATORS = _names("debian-masked-generators")
 #: Kernel parameters shared by the direct boot and GRUB. `net.ifnames=0`: the NIC is eth0.
 #: The rest trims what TCG makes slow: console output, timer checks, crypto self-tests,
 #: kernel audit records for every unit started (`audit=0`).
-BASE_CMDLINE = (
-    "console=ttyS0,115200", "net.ifnames=0", "quiet", "loglevel=3", "systemd.show_status=0",
-    "tsc=reliable", "no_timer_check", "cryptomgr.notests", "mitigations=off", "audit=0",
-)
+BASE_CMDLINE = ("console=ttyS0,115200", "net.ifnames=0", "quiet", "loglevel=3",
+                "systemd.show_status=0", "tsc=reliable", "no_timer_check", "cryptomgr.notests",
+                "mitigations=off", "audit=0")
 
 #: grub.cfg's: a direct boot gets qemu.cmdline.TUNED_CMDLINE from its machine spec, GRUB only
 #: what grub.cfg says, so the host-independent rest of it too (not `tsc_early_khz`, nor `pc`'s
@@ -114,13 +110,13 @@ BASE_CMDLINE = (
 GRUB_CMDLINE = (*BASE_CMDLINE, "initcall_blacklist=crypto_kdf108_init", "noreplace-smp",
                 "rodata=off", "init_on_alloc=0")
 
-#: In the initramfs: the root's path (virtio disk, device-mapper, ext4), plus virtio_net so
-#: that eth0 exists before lf-config runs, and virtio_mmio for the microvm profile.
-_INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "dm_mod",
-                      "ext4", "crc32c_generic")
+#: In the initramfs: the root's path (virtio disk, device-mapper, ext4), virtio_net so that
+#: eth0 exists before lf-config runs, virtio_mmio for the microvm profile.
+_INITRAMFS_MODULES = ("virtio_pci", "virtio_mmio", "virtio_blk", "virtio_net", "dm_mod", "ext4",
+                      "crc32c_generic")
 
 
-def require_host_tools() -> None:
+def require_host_tools() -> None:  # what the build runs on the host
     missing = sorted({pkg for tool, pkg in HOST_TOOLS.items() if not shutil.which(tool)})
     if missing:
         raise HostResourceError("package", " ".join(missing),
@@ -383,10 +379,8 @@ class DebianRecipe:
                'GRUB_CMDLINE_LINUX_DEFAULT=""\n'
                f'GRUB_CMDLINE_LINUX="{" ".join(GRUB_CMDLINE)}"\n')
 
-        # No Xen in a lab VM: grub-mkconfig skips a script that is not executable, and this
-        # one costs 1.6 s of each update-grub under TCG (the installer runs it).
-        xen = tree / "etc/grub.d/20_linux_xen"
-        if xen.exists():
+        xen = tree / "etc/grub.d/20_linux_xen"  # no Xen in a lab VM: grub-mkconfig skips
+        if xen.exists():  # a script not executable (this one: 1.6 s of update-grub, TCG)
             xen.chmod(0o644)
 
     def rebuild_initramfs(self, tree: Path) -> None:

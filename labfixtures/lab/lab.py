@@ -29,7 +29,7 @@ from labfixtures.core import netns, runner
 from labfixtures.core.addressing import ssh_forward_port
 from labfixtures.core.ledger import Ledger
 from labfixtures.errors import LabError
-from labfixtures.guestimages import GuestImage
+from labfixtures.guestimages import GuestImage, default_vcpus
 from labfixtures.lab import args
 from labfixtures.lab.labhost import LabHost
 from labfixtures.lab.switch import Switch, resolve_switch
@@ -296,7 +296,7 @@ class Lab:
            gateway: str | None = None, user: bool = False, ssh_port: int | None = None,
            dhcp: bool = False, nics: Sequence[VmNic] | None = None,
            image: str | GuestImage = "tiny", kernel: str | None = None,
-           memory: int = 256, vcpus: int = 1, profile: str = "fast",
+           memory: int = 256, vcpus: int | None = None, profile: str = "fast",
            hostname: str | None = None, extra_args: Sequence[str] = (),
            start: bool = True) -> VM:
         """A QEMU guest on this lab: `lab.vm("vm0", tap=2, addresses=[...], gateway=...)`
@@ -305,8 +305,11 @@ class Lab:
         `nics=[VmNic(...), ...]`. EXTRA_ARGS go to QEMU as they are (e.g.
         `["-device", "virtio-balloon-pci"]`). KERNEL: with image "tiny", the tiny guest
         built on that Debian kernel package (`labctl image build tiny --kernel PACKAGE`).
-        Boots it unless START is False."""
+        VCPUS: the image's default when not given (`guestimages.default_vcpus`: 2 for
+        debian on a host with 2 CPUs or more, 1 for tiny). Boots it unless START is False."""
         args.name(name, "name", "VM")
+        if vcpus is None:
+            vcpus = default_vcpus(image if isinstance(image, str) else image.name)
         if nics is None:
             if user and ssh_port is None:
                 ssh_port = ssh_forward_port(tap or 0)

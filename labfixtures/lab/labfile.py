@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from labfixtures.errors import LabError, LabFileError  # LabFileError: re-exported
-from labfixtures.guestimages import RECIPES
+from labfixtures.guestimages import RECIPES, default_vcpus
 from labfixtures.lab.build import BuiltLab, build, build_network, vm_arguments, vm_nic
 from labfixtures.lab.lab import Lab
 from labfixtures.lab.labcheck import PORT_KEYS, Checker, check_gateway, check_kernel
@@ -184,7 +184,10 @@ def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | N
                          "RAM size must be above 128MB (the guide's check): memory: 256")
         fields["memory"] = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
     with v.each():
-        fields["vcpus"] = v.int_(vm.get("vcpus", 1), f"{key}.vcpus", 1, 64,
+        image = vm.get("image", "tiny")
+        fields["vcpus"] = v.int_(vm.get("vcpus", default_vcpus(image if isinstance(image, str)
+                                                               else "tiny")),
+                                 f"{key}.vcpus", 1, 64,
                                  "a number of vCPUs")
     with v.each():
         profile = vm.get("profile", "fast")
