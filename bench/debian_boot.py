@@ -2,6 +2,7 @@
 
     sudo .venv/bin/python bench/debian_boot.py [--runs 3] [--modes direct,pc,guide]
         [--build ~/.cache/labfixtures/images/debian-OLDHASH --build current] [--net tap|user]
+        [--tb-size image,32,256,default]
 
 Modes: `direct` is how most tests boot it: `pc` with the image's kernel and fast initramfs
 (`-kernel/-initrd`, the tuned command line, lf.hostname=vm0 plus lf.dhcp=eth0 on --net
@@ -10,6 +11,8 @@ from the ESP, swtpm, a two-queue NIC) boot the disk by the firmware, as bench/bo
 --image debian does: no kernel command line reaches the guest, it has no address but its
 EUI-64 link-local one (--net tap, the default) or what its background DHCP gets (user).
 
+--tb-size: TCG translation cache sizes to compare (MiB; `default`: QEMU's 1 GiB; `image`:
+what labfixtures gives a VM of the image, guestimages.default_tb_size), interleaved too.
 --build DIR (repeatable; `current`: the cache's build of the recipe, built if missing)
 compares builds kept in the cache, e.g. the previous recipe's beside the new one. Every
 build × mode is booted once per round, the rounds interleaved, so that the load of a shared
@@ -40,8 +43,14 @@ from labfixtures.guests.ssh import GuestSSH  # noqa: E402
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay, detect  # noqa: E402
 
 
+def tb_size(img: GuestImage, tb: str) -> int | None:
+    if tb == "image":
+        return guestimages.default_tb_size(img.name)
+    return None if tb == "default" else int(tb)
+
+
 def one_boot(img: GuestImage, mode: str, net: str, run_dir: Path, ns: str, memory: int,
-             vcpus: int) -> tuple[float, float]:
+             vcpus: int, tb: str = "image") -> tuple[float, float]:
     """(seconds to the serial marker, seconds to SSH `true`) of one cold boot."""
     nic = NicSpec(net, number=2)
     disk = create_overlay(img.disk, run_dir / "vm0.qcow2")
@@ -49,10 +58,11 @@ def one_boot(img: GuestImage, mode: str, net: str, run_dir: Path, ns: str, memor
         cfg = guestimages.GuestConfig(hostname="vm0") if net == "tap" else \
             guestimages.GuestConfig.dhcp(hostname="vm0")
         spec = MachineSpec.from_image("vm0", img, disk=disk, profile="pc", nics=[nic],
-                                      append=cfg.to_cmdline(), memory_mb=memory, vcpus=vcpus)
+                                      append=cfg.to_cmdline(), memory_mb=memory, vcpus=vcpus,
+                                      tb_size_mb=tb_size(img, tb))
     else:
         spec = MachineSpec("vm0", disk=disk, profile=mode, nics=[nic], tuned=False,
-                           memory_mb=memory, vcpus=vcpus)
+                           memory_mb=memory, vcpus=vcpus, tb_size_mb=tb_size(img, tb))
     m = Machine(spec, run_dir, netns=ns)
     t0 = time.monotonic()
     with m:
@@ -75,6 +85,8 @@ def main() -> int:
     ap.add_argument("--build", action="append", default=[], metavar="DIR",
                     help="a build directory of the debian image (repeatable); "
                          "'current' (default): the cache's build of the recipe")
+    ap.add_argument("--tb-size", default="image",
+                    help="comma-separated TCG translation cache sizes (MiB, default, image)")
     ap.add_argument("--ns-prefix", default="lf-dbench")
     args = ap.parse_args()
 
@@ -88,11 +100,13 @@ def main() -> int:
     print(f"accel: {detect().name} ({detect().reason}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {args.vcpus} vCPU(s), "
           f"{args.memory} MB, net {args.net}")
-    keys = [(b, mode) for mode in args.modes.split(",") for b in builds]
-    times: dict[tuple[str, str], tuple[list[float], list[float]]] = {k: ([], []) for k in keys}
+    keys = [(b, mode, tb) for mode in args.modes.split(",") for b in builds
+            for tb in args.tb_size.split(",")]
+    times: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {
+        k: ([], []) for k in keys}
     loads: list[float] = []
     for i in range(args.runs):
-        for build, mode in keys:
+        for build, mode, tb in keys:
             ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{mode[:4]}-{i}"
             netns.create(ns)
             try:
@@ -101,19 +115,19 @@ def main() -> int:
                     make_tap(ns, "tap2", multi_queue=mode == "guide")
                 with tempfile.TemporaryDirectory(prefix="lf-dbench-") as tmp:
                     marker, ready = one_boot(builds[build], mode, args.net, Path(tmp), ns,
-                                             args.memory, args.vcpus)
+                                             args.memory, args.vcpus, tb)
             finally:
                 netns.delete(ns)
-            times[build, mode][0].append(marker)
-            times[build, mode][1].append(ready)
+            times[build, mode, tb][0].append(marker)
+            times[build, mode, tb][1].append(ready)
             loads.append(os.getloadavg()[0])
-            print(f"  {build} {mode:<6} run {i + 1}: marker {marker:6.2f}s, ssh ready "
+            print(f"  {build} {mode:<6} tb {tb:<7} run {i + 1}: marker {marker:6.2f}s, ssh ready "
                   f"{ready:6.2f}s (load {loads[-1]:.1f})", flush=True)
     print()
-    print(f"{'build':<9} {'mode':<7} {'marker (med)':>13} {'ready (med)':>12} {'min':>7} "
+    print(f"{'build':<9} {'mode':<7} {'tb':<8} {'marker (med)':>13} {'ready (med)':>12} {'min':>7} "
           f"{'max':>7}")
-    for (build, mode), (markers, readies) in times.items():
-        print(f"{build:<9} {mode:<7} {statistics.median(markers):>12.2f}s "
+    for (build, mode, tb), (markers, readies) in times.items():
+        print(f"{build:<9} {mode:<7} {tb:<8} {statistics.median(markers):>12.2f}s "
               f"{statistics.median(readies):>11.2f}s {min(readies):>6.2f}s "
               f"{max(readies):>6.2f}s")
     print(f"load average during the runs {min(loads):.1f}-{max(loads):.1f} (median "

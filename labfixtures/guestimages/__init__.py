@@ -21,10 +21,12 @@ from labfixtures.guestimages.cache import (
 from labfixtures.guestimages.config import GuestConfig, InterfaceConfig, Route
 from labfixtures.guestimages.debian import RECIPE as DEBIAN
 from labfixtures.guestimages.tiny import RECIPE as TINY
+from labfixtures.qemu.spec import TB_SIZE_MB
 
 __all__ = [
     "GuestConfig", "GuestImage", "ImageCache", "ImageInfo", "InterfaceConfig", "Route",
-    "RECIPES", "build", "default_cache_dir", "default_vcpus", "get", "list_images", "recipe",
+    "RECIPES", "build", "default_cache_dir", "default_tb_size", "default_vcpus", "get",
+    "list_images", "recipe",
 ]
 
 RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
@@ -40,6 +42,18 @@ DEFAULT_VCPUS = {DEBIAN.name: 2}
 def default_vcpus(image: str) -> int:
     """The image's default vCPU count, never more than the host's CPUs."""
     return max(1, min(DEFAULT_VCPUS.get(image, 1), os.cpu_count() or 1))
+
+
+#: TCG translation cache (MiB) of a VM of the image when none is asked for; other images get
+#: qemu.spec.TB_SIZE_MB (32: the tiny guest's memory). The debian guest runs far more code
+#: (systemd, udev, apt, python): at 32 MiB the cache is flushed and code translated again
+#: over and over, and its boot takes ~40 % longer (bench/debian_boot.py --tb-size).
+DEFAULT_TB_SIZE_MB = {DEBIAN.name: 256}
+
+
+def default_tb_size(image: str) -> int:
+    """The image's TCG translation cache size, MiB (`-accel tcg,tb-size=`)."""
+    return DEFAULT_TB_SIZE_MB.get(image, TB_SIZE_MB)
 
 
 def _cache(cache: ImageCache | Path | str | None) -> ImageCache:

@@ -73,7 +73,8 @@ class VM(Guest):
             vcpus=self.opts.vcpus, profile=self.opts.profile,
             nics=[n.nic_spec() for n in self.nics], append=self.config.to_cmdline(),
             extra_args=list(self.opts.extra_args) + list(extra_args),
-            **self.opts.extra_config)
+            **{"tb_size_mb": guestimages.default_tb_size(self.image.name),
+               **self.opts.extra_config})
 
     def state(self) -> VmState:
         """What rebuilds this VM elsewhere (vm.json; checkpoint manifests)."""

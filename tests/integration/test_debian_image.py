@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.guestimages import GuestConfig, GuestImage
+from labfixtures.guestimages import GuestConfig, GuestImage, default_tb_size
 from labfixtures.guestimages.debian import GRUB_CMDLINE, MASKED_GENERATORS
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
@@ -40,10 +40,11 @@ def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, direct: bool
     if direct:
         spec = MachineSpec.from_image(hostname, image, disk=disk, profile="pc",
                                       memory_mb=512, vcpus=2, nics=[nic],
+                                      tb_size_mb=default_tb_size(image.name),
                                       append=GuestConfig.dhcp(hostname=hostname).to_cmdline())
     else:  # SeaBIOS -> GRUB in the MBR -> the disk's own kernel and initramfs
         spec = MachineSpec(hostname, disk=disk, profile="pc", memory_mb=512, vcpus=2,
-                           nics=[nic], tuned=False)
+                           nics=[nic], tuned=False, tb_size_mb=default_tb_size(image.name))
     m = Machine(spec, run_dir, netns=ns)
     try:
         assert image.facts["marker"] == READY_MARKER
