@@ -185,8 +185,9 @@ def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | N
         fields["memory"] = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
     with v.each():
         image = vm.get("image", "tiny")
-        fields["vcpus"] = v.int_(vm.get("vcpus", default_vcpus(image if isinstance(image, str)
-                                                               else "tiny")),
+        default = 1 if vm.get("profile") == "guide" else \
+            default_vcpus(image if isinstance(image, str) else "tiny")
+        fields["vcpus"] = v.int_(vm.get("vcpus", default),
                                  f"{key}.vcpus", 1, 64,
                                  "a number of vCPUs")
     with v.each():
