@@ -39,8 +39,11 @@ RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
 DEFAULT_VCPUS = {DEBIAN.name: 2}
 
 
-def default_vcpus(image: str) -> int:
-    """The image's default vCPU count, never more than the host's CPUs."""
+def default_vcpus(image: str, profile: str = "fast") -> int:
+    """The image's default vCPU count, never more than the host's CPUs. On the `guide`
+    profile 1, which there means the script's own count (qemu/guide.py)."""
+    if profile == "guide":
+        return 1
     return max(1, min(DEFAULT_VCPUS.get(image, 1), os.cpu_count() or 1))
 
 

@@ -309,9 +309,8 @@ class Lab:
         debian on a host with 2 CPUs or more, 1 for tiny; on `guide`, the script's).
         Boots it unless START is False."""
         args.name(name, "name", "VM")
-        if vcpus is None:  # on `guide`, 1 means the script's own count (qemu/guide.py)
-            vcpus = 1 if profile == "guide" else \
-                default_vcpus(image if isinstance(image, str) else image.name)
+        if vcpus is None:
+            vcpus = default_vcpus(image if isinstance(image, str) else image.name, profile)
         if nics is None:
             if user and ssh_port is None:
                 ssh_port = ssh_forward_port(tap or 0)

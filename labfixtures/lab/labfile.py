@@ -184,11 +184,9 @@ def _vm(v: Checker, key: str, vname: str, vm: Any, seen_taps: dict[int, str] | N
                          "RAM size must be above 128MB (the guide's check): memory: 256")
         fields["memory"] = v.int_(memory, f"{key}.memory", 128, 65536, "the RAM size in MB")
     with v.each():
-        image = vm.get("image", "tiny")
-        default = 1 if vm.get("profile") == "guide" else \
-            default_vcpus(image if isinstance(image, str) else "tiny")
-        fields["vcpus"] = v.int_(vm.get("vcpus", default),
-                                 f"{key}.vcpus", 1, 64,
+        image, profile = vm.get("image", "tiny"), vm.get("profile", "fast")
+        default = default_vcpus(image if isinstance(image, str) else "tiny", str(profile))
+        fields["vcpus"] = v.int_(vm.get("vcpus", default), f"{key}.vcpus", 1, 64,
                                  "a number of vCPUs")
     with v.each():
         profile = vm.get("profile", "fast")
