@@ -10,11 +10,10 @@
 # image on the medium, copied block by block onto the logical volume (only its used blocks are
 # written), then given a journal and grown to the volume. Under TCG that takes ~5 s where
 # `cp -a` of the tree took ~26 s. /boot's files then move to vda1.
-# Usage: install.sh SOURCE_DIR [MEDIUM_DIR]: the tree (root.img mounted) and the medium.
+# Usage: install.sh [MEDIUM_DIR]: where the installation medium is mounted.
 # Parameters come from the kernel command line (lf.install.*).
 set -eu
-SOURCE=${1:-/mnt}
-MEDIUM=${2:-/run/medium}
+MEDIUM=${1:-/run/medium}
 IMAGE=$MEDIUM/labfixtures/root.img
 
 arg() {

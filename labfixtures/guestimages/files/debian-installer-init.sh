@@ -50,7 +50,6 @@ mount -t tmpfs -o size=256m tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot \
     || finish failed
-mount -o bind /lower /newroot/mnt
 for d in dev proc sys; do mount -o move /$d /newroot/$d; done
 mount -t tmpfs tmpfs /newroot/run
 mount -t tmpfs tmpfs /newroot/tmp
@@ -58,7 +57,7 @@ mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p /newroot/run/medium
 mount -o move /medium /newroot/run/medium
 
-if chroot /newroot /usr/lib/labfixtures/install.sh /mnt /run/medium; then
+if chroot /newroot /usr/lib/labfixtures/install.sh /run/medium; then
     finish ok
 else
     finish failed
