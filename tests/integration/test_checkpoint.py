@@ -31,7 +31,6 @@ from labfixtures.regress.qemusel import builds_root
 
 pytestmark = [
     pytest.mark.vm,
-    pytest.mark.slow(55),  # seconds, so that xdist starts it first
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, taps)"),
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,

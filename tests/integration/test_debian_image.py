@@ -24,7 +24,6 @@ from labfixtures.qemu.spec import READY_MARKER
 
 pytestmark = [
     pytest.mark.vm,
-    pytest.mark.slow(45),  # seconds, so that xdist starts it first
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)"),
     pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None,

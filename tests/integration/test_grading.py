@@ -20,7 +20,7 @@ import pytest
 from labfixtures.core import netns
 from labfixtures.grading import variants
 
-pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(100)]  # seconds: started first
+pytestmark = [pytest.mark.root, pytest.mark.vm]
 
 CLASS = Path(__file__).parents[2] / "scenarios" / "grading"
 GRADING_FILE = CLASS / "test_table1.py"

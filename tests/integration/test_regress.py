@@ -27,7 +27,6 @@ from labfixtures.regress.results import Results
 
 pytestmark = [
     pytest.mark.vm,
-    pytest.mark.slow(140),  # seconds, so that xdist starts it first
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, taps)"),
 ]
