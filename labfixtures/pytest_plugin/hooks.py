@@ -117,8 +117,9 @@ def slow_seconds(item: pytest.Item) -> float:
 def longest_modules_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """ITEMS with the modules marked `slow` first, the longest first; each module's tests
     stay together and in order, the others keep their order. xdist hands modules out in
-    this order (--dist loadscope), so a long module no longer starts last on a worker
-    while the other worker idles."""
+    this order with --dist loadscope --no-loadscope-reorder (the checkout's options;
+    without the second, xdist sorts modules by their number of tests and a one-test
+    installation started last, the other worker idle for a minute)."""
     cost: dict[str, float] = {}
     for item in items:
         module = item.nodeid.split("::", 1)[0]
