@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 
+from labfixtures.guestimages import default_tb_size
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec
 
@@ -36,7 +37,8 @@ def test_a4_the_installer_iso_boots_by_uefi_and_so_does_the_disk_it_installs(
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8G"], check=True,
                    timeout=60)
     inst = Machine(MachineSpec("inst", disk=disk, cdrom=iso, boot_once_cdrom=True,
-                               profile="guide", memory_mb=512), tmp_path / "inst",
+                               profile="guide", memory_mb=512,
+                               tb_size_mb=default_tb_size("debian")), tmp_path / "inst",
                    netns=module_lab.ns)
     module_lab.ledger.push("A.4 installer", inst.stop)
     inst.start()
@@ -51,7 +53,8 @@ def test_a4_the_installer_iso_boots_by_uefi_and_so_does_the_disk_it_installs(
 
     nic = NicSpec("user", number=N + 2)
     vm = Machine(MachineSpec("vm3", disk=disk, profile="guide", memory_mb=MEMORY,
-                             nics=[nic]), tmp_path / "vm3", netns=module_lab.ns)
+                             nics=[nic], tb_size_mb=default_tb_size("debian")),
+                 tmp_path / "vm3", netns=module_lab.ns)
     module_lab.ledger.push("A.4 installed VM", vm.stop)
     vm.boot(timeout=BOOT_TIMEOUT)
     with GuestSSH("127.0.0.1", nic.ssh_port, key=debian_image.private_key,
