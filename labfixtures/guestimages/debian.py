@@ -200,6 +200,7 @@ class DebianRecipe:
             t = time.monotonic()
             progress.step("rebuilding the initramfs (virtio + LVM modules only)")
             self.rebuild_initramfs(tree)
+            self.apt_cache(tree)
             timings["initramfs"] = round(time.monotonic() - t, 1)
 
             t = time.monotonic()
@@ -382,6 +383,16 @@ class DebianRecipe:
         xen = tree / "etc/grub.d/20_linux_xen"  # no Xen in a lab VM: grub-mkconfig skips
         if xen.exists():  # a script not executable (this one: 1.6 s of update-grub, TCG)
             xen.chmod(0o644)
+
+    @staticmethod
+    def apt_cache(tree: Path) -> None:
+        """APT's binary cache, built here at native speed: without it, a guest's first apt
+        command parses the 50 MB package lists, 6.3 s under TCG instead of 2.4 s (the §6
+        scenario's apt commands). The last change to the tree: the cache is valid as long
+        as the lists and dpkg's status keep their dates, which root.img preserves.
+        srcpkgcache.bin (36 MB more) is only a shortcut for rebuilding it."""
+        chroot(tree, "apt-cache", "gencaches")
+        (tree / "var/cache/apt/srcpkgcache.bin").unlink(missing_ok=True)
 
     def rebuild_initramfs(self, tree: Path) -> None:
         """An initramfs with only virtio, device-mapper and ext4: smaller, faster to boot."""
