@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from labfixtures.guestimages import default_tb_size
+from labfixtures.guestimages import default_tb_size, default_vcpus
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, qemu_img_info
 
@@ -169,8 +169,8 @@ def install(module_lab, blank_image, iso) -> Install:
     """iso-install-startup.sh: the blank image, the ISO on a CD-ROM, boot once from it."""
     nic = NicSpec("user", number=N)
     spec = MachineSpec("vm0", disk=blank_image.path, cdrom=iso, boot_once_cdrom=True,
-                       profile="pc", memory_mb=MEMORY, vcpus=2, nics=[nic], tuned=False,
-                       tb_size_mb=default_tb_size("debian"))
+                       profile="pc", memory_mb=MEMORY, vcpus=default_vcpus("debian"),
+                       nics=[nic], tuned=False, tb_size_mb=default_tb_size("debian"))
     m = Machine(spec, module_lab.rundir / "a4" / "install", netns=module_lab.ns)
     module_lab.ledger.push("A.4 installer VM", m.stop)
     m.start()
@@ -241,7 +241,8 @@ def installed(module_lab, install, blank_image, debian_image) -> Iterator[Booted
         pytest.fail("not reached: the install failed (see test_the_install_log_says_ok)",
                     pytrace=False)
     nic = NicSpec("user", number=N)
-    spec = MachineSpec("vm0", disk=blank_image.path, profile="pc", memory_mb=MEMORY, vcpus=2,
+    spec = MachineSpec("vm0", disk=blank_image.path, profile="pc", memory_mb=MEMORY,
+                       vcpus=default_vcpus("debian"),
                        nics=[nic], tuned=False, tb_size_mb=default_tb_size("debian"))
     m = Machine(spec, module_lab.rundir / "a4" / "boot", netns=module_lab.ns)
     module_lab.ledger.push("A.4 installed VM", m.stop)

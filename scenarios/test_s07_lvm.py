@@ -216,7 +216,7 @@ def parted_rows(out: str) -> dict[int, dict[str, str]]:
 def grown(module_lab, debian_image) -> StepRecorder:
     """The whole of §7 on one VM, each step recorded (see the module docstring)."""
     vm = module_lab.vm("vm0", tap=N, user=True, image=debian_image, profile="pc",
-                       memory=512, vcpus=2)
+                       memory=512)
     s = StepRecorder("§7: growing the storage of vm0 with LVM")
 
     def guest(name: str, cmd: str, timeout: float = 120.0):

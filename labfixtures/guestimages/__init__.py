@@ -25,7 +25,8 @@ from labfixtures.qemu.spec import TB_SIZE_MB
 
 __all__ = [
     "GuestConfig", "GuestImage", "ImageCache", "ImageInfo", "InterfaceConfig", "Route",
-    "RECIPES", "build", "default_cache_dir", "default_tb_size", "default_vcpus", "get",
+    "CPU_SHARE_ENV", "RECIPES", "build", "cpu_share", "default_cache_dir", "default_tb_size",
+    "default_vcpus", "get",
     "list_images", "recipe",
 ]
 
@@ -39,12 +40,31 @@ RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
 DEFAULT_VCPUS = {DEBIAN.name: 2}
 
 
+#: The CPUs this process may count on for its VMs, when it shares the host with others of
+#: its kind: the pytest plugin sets it in each xdist worker (host CPUs / workers). A VM with
+#: more vCPUs than its share has vCPU threads waiting for a core while another spins on a
+#: lock the waiting one holds: the main job took 204 s with 2 vCPUs per debian VM on 2
+#: workers, 2 cores (docs/host-facts.md).
+CPU_SHARE_ENV = "LABFIXTURES_CPUS"
+
+
+def cpu_share() -> int:
+    """The CPUs a VM of this process may use: LABFIXTURES_CPUS, else the host's."""
+    host = os.cpu_count() or 1
+    try:
+        share = int(os.environ.get(CPU_SHARE_ENV, host))
+    except ValueError:
+        share = host
+    return max(1, min(share, host))
+
+
 def default_vcpus(image: str, profile: str = "fast") -> int:
-    """The image's default vCPU count, never more than the host's CPUs. On the `guide`
-    profile 1, which there means the script's own count (qemu/guide.py)."""
+    """The image's default vCPU count, never more than this process's CPU share
+    (`cpu_share()`). On the `guide` profile 1, which there means the script's own count
+    (qemu/guide.py)."""
     if profile == "guide":
         return 1
-    return max(1, min(DEFAULT_VCPUS.get(image, 1), os.cpu_count() or 1))
+    return max(1, min(DEFAULT_VCPUS.get(image, 1), cpu_share()))
 
 
 #: TCG translation cache (MiB) of a VM of the image when none is asked for; other images get

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from labfixtures.guestimages import CPU_SHARE_ENV
 from labfixtures.lab.labhost import reap
 from labfixtures.net.ovs import kernel_datapath_available
 from labfixtures.pytest_plugin import attach, report
@@ -51,9 +52,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _sigterm)
     is_worker = hasattr(config, "workerinput")
+    if is_worker:
+        _share_cpus(config)
     if not is_worker and not config.getoption("--lab-no-reap") and os.geteuid() == 0:
         config.stash[REAPED] = reap()
     config.stash[ATTACH] = attach.read_options(config)
+
+
+def _share_cpus(config: pytest.Config) -> None:
+    """In an xdist worker, the host's CPUs shared between the workers (guestimages.
+    cpu_share): a debian VM then gets the vCPUs its worker's share holds, not the host's.
+    A value set by the user is kept."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount") or 1)
+    os.environ.setdefault(CPU_SHARE_ENV, str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from labfixtures import guestimages
 from labfixtures.errors import ImageError
 from labfixtures.guestimages import GuestImage, ImageCache, inventory, kernels
 from labfixtures.guestimages.tiny import RECIPE as TINY
@@ -92,3 +93,22 @@ def test_an_unbuilt_kernel_says_how_to_build_it(tmp_path, monkeypatch):
     with pytest.raises(ImageError) as e:
         image_of(VmOptions(image="tiny", kernel=VARIANT))
     assert e.value.remedy.startswith(f"run `labctl image build tiny --kernel {VARIANT}`")
+
+
+@pytest.mark.parametrize(("share", "host", "debian", "tiny"), [
+    (None, 2, 2, 1),     # alone on a 2-core host: the debian guest's two vCPUs
+    ("1", 2, 1, 1),      # one of two xdist workers on it: one each
+    ("8", 2, 2, 1),      # a share above the host's CPUs is the host's
+    ("0", 4, 1, 1),      # never below one
+    ("many", 2, 2, 1),   # not a number: the host's
+    (None, 1, 1, 1),     # a one-CPU host
+])
+def test_default_vcpus_follow_the_process_cpu_share(monkeypatch, share, host, debian, tiny):
+    monkeypatch.setattr(guestimages.os, "cpu_count", lambda: host)
+    if share is None:
+        monkeypatch.delenv(guestimages.CPU_SHARE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(guestimages.CPU_SHARE_ENV, share)
+    assert guestimages.default_vcpus("debian") == debian
+    assert guestimages.default_vcpus("tiny") == tiny
+    assert guestimages.default_vcpus("debian", "guide") == 1  # the script's count

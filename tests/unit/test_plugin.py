@@ -151,3 +151,26 @@ def test_a_slow_marker_without_seconds_is_a_usage_error(tmp_path):
     cp = run_pytest(tmp_path, "import pytest\n@pytest.mark.slow\ndef test_a():\n    pass\n")
     assert cp.returncode == 4, cp.stdout + cp.stderr
     assert "remedy: write @pytest.mark.slow(90)" in cp.stderr
+
+
+def test_each_xdist_worker_gets_its_share_of_the_cpus(tmp_path):
+    """Two workers on this host: each may count on cpu_count // 2 CPUs for its VMs (a debian
+    VM's default vCPUs); one set by the user is kept."""
+    (tmp_path / "test_it.py").write_text(
+        "import os\nfrom pathlib import Path\nfrom labfixtures.guestimages import cpu_share\n"
+        "def test_a():\n    Path(os.environ['PYTEST_XDIST_WORKER']).write_text("
+        "f\"{os.environ.get('LABFIXTURES_CPUS')} {cpu_share()}\")\n"
+        "test_b = test_a\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT", "LABFIXTURES_CPUS"))}
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for extra, want in (({}, share), ({"LABFIXTURES_CPUS": "1"}, "1")):
+        for f in tmp_path.glob("gw*"):
+            f.unlink()
+        cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "-n", "2", "--dist", "load", "--lab-no-reap", "test_it.py"],
+                            cwd=tmp_path, env={**env, **extra}, capture_output=True,
+                            text=True, timeout=120)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        got = {f.name: f.read_text() for f in tmp_path.glob("gw*")}
+        assert got and set(got.values()) == {f"{want} {want}"}, got
