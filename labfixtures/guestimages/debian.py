@@ -32,9 +32,10 @@ How it is built, and why:
 4. The installer ISO is made from the tree (installer.py) and booted on a blank qcow2 disk,
    because LVM can only be created by a guest kernel here (no device-mapper on the host).
    It partitions, copies the tree's ext4 image block by block, installs GRUB, powers off.
+   (APT's index is cut to the installed packages first: apt.offline_index.)
 
 Public API: `DebianRecipe` / `RECIPE` (a cache `Recipe`), `build(cache, progress) ->
-GuestImage`, `iso_install(image, disk, ...)` (A.4), `mirror_from_apt()`.
+GuestImage`, `iso_install(image, disk, ...)` (A.4).
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ from typing import Any, Literal
 
 from labfixtures.core.runner import run
 from labfixtures.errors import CommandError, HostResourceError, ImageError, LabError
-from labfixtures.guestimages import installer, rootfs
-from labfixtures.guestimages.apt import apt_candidate, mirror_from_apt
+from labfixtures.guestimages import apt, installer, rootfs
 from labfixtures.guestimages.cache import (
     GuestImage,
     ImageCache,
@@ -155,11 +155,11 @@ class DebianRecipe:
     def fingerprint(self, cache: ImageCache) -> dict[str, Any]:
         """Cheap: the recipe's fields, its source files, the kernel version APT offers."""
         try:
-            kernel = apt_candidate("linux-image-amd64")[0]
+            kernel = apt.apt_candidate("linux-image-amd64")[0]
         except LabError:
             kernel = "unknown"
         files = [Path(__file__), Path(installer.__file__), Path(rootfs.__file__),
-                 *sorted(data_file("").glob("debian-*"))]
+                 Path(apt.__file__), *sorted(data_file("").glob("debian-*"))]
         return {"suite": self.suite, "packages": sorted(self.packages), "user": self.user,
                 "hostname": self.hostname, "disk_size": self.disk_size,
                 "layout": [self.layout.disk, self.layout.vg, self.layout.lv,
@@ -200,7 +200,7 @@ class DebianRecipe:
             t = time.monotonic()
             progress.step("rebuilding the initramfs (virtio + LVM modules only)")
             self.rebuild_initramfs(tree)
-            self.apt_cache(tree)
+            apt.offline_index(tree)
             timings["initramfs"] = round(time.monotonic() - t, 1)
 
             t = time.monotonic()
@@ -270,7 +270,7 @@ class DebianRecipe:
             if (final / ".complete").exists():
                 progress.step(f"debootstrap: reusing {final}")
                 return final
-            mirror = self.mirror or mirror_from_apt(self.suite)
+            mirror = self.mirror or apt.mirror_from_apt(self.suite)
             progress.step(f"debootstrap --variant=minbase {self.suite} "
                           f"({len(self.packages)} packages, about 2 minutes)")
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=trees))
@@ -383,27 +383,6 @@ class DebianRecipe:
         xen = tree / "etc/grub.d/20_linux_xen"  # no Xen in a lab VM: grub-mkconfig skips
         if xen.exists():  # a script not executable (this one: 1.6 s of update-grub, TCG)
             xen.chmod(0o644)
-
-    @staticmethod
-    def apt_cache(tree: Path) -> None:
-        """APT's package lists cut down to the installed packages, and its binary cache
-        built here, at native speed. A lab guest has no network: the archive's whole index
-        (50 MB, 63,000 packages) could only slow apt down, and every apt command spent 2.4 s
-        of TCG loading its cache (6.3 s for the first one, which built it). The §6 scenario
-        runs apt, apt-get and apt-mark on what is installed. The last change to the tree:
-        the cache is valid as long as the lists and dpkg's status keep their dates, which
-        root.img preserves. srcpkgcache.bin is only a shortcut for rebuilding it."""
-        status = (tree / "var/lib/dpkg/status").read_text()
-        installed = {m.group(1) for m in re.finditer(
-            r"^Package: (\S+)\n(?:(?!\n\n).)*?^Status: install ok installed$", status,
-            re.M | re.S)}
-        for lst in (tree / "var/lib/apt/lists").glob("*_Packages"):
-            stanzas = lst.read_text().split("\n\n")
-            keep = [st for st in stanzas
-                    if (m := re.match(r"Package: (\S+)", st)) and m.group(1) in installed]
-            lst.write_text("\n\n".join(keep) + "\n")
-        chroot(tree, "apt-cache", "gencaches")
-        (tree / "var/cache/apt/srcpkgcache.bin").unlink(missing_ok=True)
 
     def rebuild_initramfs(self, tree: Path) -> None:
         """An initramfs with only virtio, device-mapper and ext4: smaller, faster to boot."""
