@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labfixtures.checkpoint import memfile
 from labfixtures.checkpoint.manifest import (
     DISK_FILE,
     STATE_FILE,
@@ -135,10 +136,13 @@ def _image_for(cp: Checkpoint, current: GuestImage, store: CheckpointStore) -> G
 
 
 def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
-            source: str | None = None, wait: bool = True, timeout: float = 60.0) -> VM:
+            source: str | None = None, wait: bool = True, timeout: float = 60.0,
+            use_memfile: bool = True) -> VM:
     """Bring VM back to checkpoint SOURCE@TAG (SOURCE: VM's own name by default): the
     QEMU is restarted with the same command line, so the same MAC on the same tap, and
-    resumes the saved state; with WAIT, returns once SSH answers."""
+    resumes the saved state; with WAIT, returns once SSH answers. A VM without a disk
+    maps the checkpoint's RAM from a file unpacked once (memfile.py) unless USE_MEMFILE
+    is false: then, as for a VM with a disk, `-loadvm` reads it back."""
     store = store or CheckpointStore()
     cp = store.get(source or vm.name, tag)
     diff = differences(cp.manifest.vm, vm.state())
@@ -153,7 +157,6 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
     vm.dir.mkdir(parents=True, exist_ok=True)
     state = vm.dir / f"{vm.name}.state.qcow2"
     state.unlink(missing_ok=True)
-    shutil.copyfile(cp.path / STATE_FILE, state)
     overlay = None
     if (disk := cp.file(DISK_FILE)) is not None:
         if image.disk is None:
@@ -168,7 +171,15 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
         vm.overlay.unlink(missing_ok=True)
     vm.image = image
     vm.overlay = overlay
-    vm.start(wait=False, loadvm=tag, extra_args=state_drive_args(state))
+    ram = memfile.files(cp) if use_memfile and memfile.eligible(vm) else None
+    if ram is None:
+        shutil.copyfile(cp.path / STATE_FILE, state)  # -loadvm writes to it
+        if use_memfile and memfile.eligible(vm):
+            ram = memfile.unpack(vm, cp, state_drive_args(state), timeout)
+    if ram is not None:
+        memfile.start(vm, cp, ram, timeout)
+    else:
+        vm.start(wait=False, loadvm=tag, extra_args=state_drive_args(state))
     if wait:
         _wait_restored(vm, cp, timeout)
     return vm

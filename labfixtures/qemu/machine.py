@@ -365,6 +365,12 @@ class Machine:
             raise QmpError(command, "no QMP connection", self.name, "start() it first")
         return self._qmp.command(command, **args)
 
+    def send_fd(self, fd: int, fdname: str) -> None:
+        """Give QEMU the open file FD as FDNAME (`QmpClient.send_fd`)."""
+        if self._qmp is None:
+            raise QmpError("getfd", "not connected", self.name, "start the machine first")
+        self._qmp.send_fd(fd, fdname)
+
     def hmp(self, command: str) -> str:
         """A human monitor command (savevm, loadvm, info ...) through QMP."""
         out = self.qmp("human-monitor-command", **{"command-line": command})

@@ -90,6 +90,18 @@ class QmpClient:
     #: the name of the `Monitor` protocol the checkpoint code drives (same method)
     qmp = command
 
+    def send_fd(self, fd: int, fdname: str) -> None:
+        """Hand QEMU the open file descriptor FD under FDNAME (SCM_RIGHTS, then `getfd`),
+        for an `fd:FDNAME` migration: a sandboxed QEMU (`-sandbox spawn=deny`) may write
+        to it, where `exec:` would spawn a shell."""
+        if self._qmp is None:
+            raise QmpError("getfd", "not connected", self.name, "connect() first")
+        try:
+            self._qmp.send_fd_scm(fd)
+        except Exception as e:  # noqa: BLE001 - a broken connection
+            raise QmpError("getfd", str(e) or type(e).__name__, self.name) from e
+        self.command("getfd", fdname=fdname)
+
     def hmp(self, cmdline: str) -> str:
         """A human monitor command (`savevm x`, `info status`) run through QMP; its output."""
         out = self.command("human-monitor-command", **{"command-line": cmdline})
