@@ -4,8 +4,10 @@
 
 1. The tiny guest on tap2 of the Table 1 lab: a cold boot to SSH ready (for comparison),
    `checkpoint.save` (the guest's pause and the whole call), the state's size, then RUNS
-   restores (`checkpoint.restore`: QEMU restarted with -loadvm) timed from the moment
-   QEMU is started to the first successful SSH login, and to a first command's answer.
+   restores (`checkpoint.restore`: a tiny VM's QEMU restarted on the checkpoint's memory
+   file, checkpoint/memfile.py) timed from the moment QEMU is started to the first
+   successful SSH login, and to a first command's answer; the memory of the booted VM and
+   of the last restored one.
 2. With --suite: the wall time of `pytest scenarios/ -n 2` with checkpoint reuse (the
    default), first with a cold automatic store (an empty temporary one, so the first
    request per VM setting boots; the cache's own checkpoints are left alone), then warm
@@ -40,6 +42,20 @@ def fmt(xs: list[float]) -> str:
             f"n={len(xs)})")
 
 
+def memory(vm: object) -> str:
+    """The VM's QEMU: resident and proportional memory, and the part of its RSS that is
+    file pages (a restored VM's RAM file, the kernel, libraries: shared between QEMUs)."""
+    pid = vm.machine.pid  # type: ignore[attr-defined]
+    f = {ln.split(":")[0]: int(ln.split()[1]) for ln in
+         Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("Rss")}
+    pss = next(int(ln.split()[1]) for ln in
+               Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+               if ln.startswith("Pss:"))
+    rss = f["RssAnon"] + f["RssFile"] + f["RssShmem"]
+    return (f"QEMU RSS {rss / 1024:.0f} MiB (anon {f['RssAnon'] / 1024:.0f}, file "
+            f"{f['RssFile'] / 1024:.0f}), PSS {pss / 1024:.0f} MiB")
+
+
 def restore_bench(runs: int) -> None:
     store = ck.CheckpointStore(Path(tempfile.mkdtemp(prefix="lf-bench-cp-")))
     try:
@@ -54,7 +70,7 @@ def restore_bench(runs: int) -> None:
             vm.run("echo saved > /root/f", check=True)
             boot = time.monotonic() - t0
             print(f"cold boot -> SSH command answered: {boot:.2f} s "
-                  f"(ready marker at {vm.boot_seconds:.2f} s)")
+                  f"(ready marker at {vm.boot_seconds:.2f} s); {memory(vm)}")
             saves, pauses = [], []
             for i in range(3):
                 t = time.monotonic()
@@ -78,6 +94,9 @@ def restore_bench(runs: int) -> None:
             print(f"restore: QEMU start -> SSH login done: {fmt(ready)}")
             print(f"restore: QEMU start -> first command answered: {fmt(answered)}")
             print(f"restore: whole call (stop, copy state, start, SSH): {fmt(calls)}")
+            print(f"restore: the first one's whole call, which unpacks memfile/: "
+                  f"{calls[0]:.3f} s")
+            print(f"restored VM: {memory(vm)}")
     finally:
         shutil.rmtree(store.root, ignore_errors=True)
 
