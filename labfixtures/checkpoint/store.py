@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,15 @@ class CheckpointStore:
         shutil.rmtree(gone, ignore_errors=True)
         with contextlib.suppress(OSError):
             d.parent.rmdir()
+
+    def orphans(self, gone: Iterable[str] = ()) -> builtins.list[Checkpoint]:
+        """The checkpoints whose base image is no longer in the image cache (or is among
+        GONE, labels such as `tiny-HASH` about to be removed): no VM can be restored from
+        them (for the automatic store, where each new build of an image leaves the last
+        one's checkpoints behind, 70 MB and more each)."""
+        going = set(gone)
+        return [cp for cp in self.list() if cp.image.label in going
+                or self.images.load(cp.image.name, cp.image.recipe_hash) is None]
 
     def tmpdir(self) -> Path:
         """A new hidden directory of the store, for a checkpoint being written."""

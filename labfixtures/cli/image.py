@@ -92,6 +92,18 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
         print(f"kept {e.path} ({e.kind}): {why}")
     print(f"{verb} {len(result.removed)} build(s); "
           f"{'would free' if args.dry_run else 'freed'} {_mb(result.freed)}")
+    # the pytest plugin's automatic checkpoints of images now gone: nothing restores them
+    auto = checkpoint.CheckpointStore().auto
+    orphans = auto.orphans(gone=[e.path.name for e in result.removed])
+    freed = 0
+    for cp in orphans:
+        size = sum(f.stat().st_size for f in cp.path.rglob("*") if f.is_file())
+        freed += size
+        if not args.dry_run:
+            auto.delete(cp.vm, cp.tag)
+    if orphans:
+        print(f"{verb} {len(orphans)} automatic checkpoint(s) of images no longer built; "
+              f"{'would free' if args.dry_run else 'freed'} up to {_mb(freed)}")
     return 0
 
 

@@ -445,3 +445,15 @@ def test_labctl_checkpoint_list_export_import_delete(env, tmp_path, capsys, monk
     assert main(["checkpoint", "delete", "vm0", "step1", "--store", str(empty.root)]) == 0
     main(["checkpoint", "list", "--json", "--store", str(empty.root)])
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == []
+
+
+def test_orphans_are_the_checkpoints_of_images_no_longer_built(tmp_path):
+    images = ImageCache(tmp_path / "cache")
+    kept, gone = fake_image(images), fake_image(images, recipe_hash="0" * 16)
+    store = ck.CheckpointStore(tmp_path / "store", images)
+    make_checkpoint(store, kept, tag="kept")
+    make_checkpoint(store, gone, tag="gone")
+    assert store.orphans() == []
+    assert [cp.tag for cp in store.orphans(gone=[gone.path.name])] == ["gone"]  # dry run
+    shutil.rmtree(gone.path)  # `labctl image prune` removed the build
+    assert [cp.tag for cp in store.orphans()] == ["gone"]
