@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py [--runs 3] [--vm-runs 1] [--hosts 2,8,32,128,256]
                                     [--vms 1,4,8,16,32] [--memory 128] [--no-peer]
-                                    [--tb-size 32|default] [--balloon]
+                                    [--tb-size 32|default] [--balloon] [--restore]
                                     [--out /tmp/labfixtures-bench/scale]
     (needs `ci/setup --bench`: Mininet for the peer, matplotlib for the drawing)
 
@@ -26,6 +26,9 @@ all); and the machine's MemAvailable drop divided by K (in the JSON and the tabl
 other programs on the machine make it noisy). --tb-size sets the TCG translation cache
 (MiB, `default`: QEMU's 1 GiB; labfixtures' own otherwise), --balloon adds virtio-balloon
 with free page reporting (bench/boot.py --rss breaks one VM's memory down further).
+--restore: the K VMs are restored together from one checkpoint of a booted VM, on its
+memory file (checkpoint/memfile.py; the one-time unpack is done before), each in a lab of
+its own with the user-mode NIC it was saved with (a checkpoint holds one MAC and one port).
 
 Writes OUT.json (raw runs, medians, min-max, load averages) and OUT.png (the curves).
 Timings are reported, never asserted (docs/host-facts.md).
@@ -34,12 +37,15 @@ Timings are reported, never asserted (docs/host-facts.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,12 +53,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from labfixtures import checkpoint as ck  # noqa: E402
 from labfixtures.lab.lab import HostSpec, Lab  # noqa: E402
 from labfixtures.net.ovs import PortSpec  # noqa: E402
 
 HOST_SIZES = (2, 8, 32, 128, 256)
 VM_COUNTS = (1, 4, 8, 16, 32)
 GOAL_VMS, GOAL_WALL, GOAL_RSS_MB = 32, 60.0, 100.0
+SEED_TAG = "scale-seed"
 
 
 def loadavg() -> float:
@@ -150,15 +158,56 @@ def measure_vms(lab: Lab, k: int, memory: int, profile: str,
             ready.append(time.monotonic() - t0)
         out["all_ready"] = time.monotonic() - t0
         out["ready_each"] = ready
-        mem = [rss_kib(vm.machine.pid) for vm in vms if vm.machine and vm.machine.pid]
-        out["rss_mib"] = [r / 1024 for r, _, _ in mem]
-        out["pss_mib"] = [p / 1024 for _, p, _ in mem]
-        out["anon_mib"] = [a / 1024 for _, _, a in mem]
-        out["avail_drop_mib_per_vm"] = (avail - mem_available_mib()) / k
-        out["load_end"] = loadavg()
+        vm_memory(out, vms, avail, k)
         t = time.monotonic()
     out["down"] = time.monotonic() - t
     return out
+
+
+def vm_memory(out: dict[str, Any], vms: list[Any], avail: float, k: int) -> None:
+    mem = [rss_kib(vm.machine.pid) for vm in vms if vm.machine and vm.machine.pid]
+    out["rss_mib"] = [r / 1024 for r, _, _ in mem]
+    out["pss_mib"] = [p / 1024 for _, p, _ in mem]
+    out["anon_mib"] = [a / 1024 for _, _, a in mem]
+    out["avail_drop_mib_per_vm"] = (avail - mem_available_mib()) / k
+    out["load_end"] = loadavg()
+
+
+def measure_restored(k: int, store: ck.CheckpointStore) -> dict[str, Any]:
+    """K VMs restored together from one checkpoint of a booted VM (a class starting from
+    the teacher's checkpoint), on its memory file (checkpoint/memfile.py). A checkpoint
+    holds one MAC and one forwarded port, so each VM gets a lab of its own (a namespace,
+    no Open vSwitch) and the user-mode NIC it was saved with."""
+    out: dict[str, Any] = {"load": loadavg()}
+    with contextlib.ExitStack() as stack:
+        labs = [stack.enter_context(Lab.open(start_ovs=False)) for _ in range(k)]
+        avail = mem_available_mib()
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            vms = list(pool.map(lambda lab: ck.restore_into(lab, "vm0", SEED_TAG,
+                                                            store=store, wait=False), labs))
+        out["launch_all"] = time.monotonic() - t0
+        ready = []
+        for vm in vms:
+            vm.run("true", check=True, timeout=60)
+            ready.append(time.monotonic() - t0)
+        out["all_ready"] = time.monotonic() - t0
+        out["ready_each"] = ready
+        vm_memory(out, vms, avail, k)
+        t = time.monotonic()
+    out["down"] = time.monotonic() - t
+    return out
+
+
+def seed_checkpoint(memory: int, profile: str) -> ck.CheckpointStore:
+    """A checkpoint of a booted tiny VM in a new store, restored once (which unpacks its
+    memory file, a one-time cost left out of the figures)."""
+    store = ck.CheckpointStore(Path(tempfile.mkdtemp(prefix="lf-scale-cp-")))
+    with Lab.open(start_ovs=False) as seed:
+        vm = seed.vm("vm0", user=True, memory=memory, profile=profile)
+        ck.save(vm, SEED_TAG, store=store)
+        ck.restore(vm, SEED_TAG, store=store)
+    return store
 
 
 def draw(report: dict[str, Any], png: Path) -> None:
@@ -252,6 +301,9 @@ def main() -> int:
                          "default: labfixtures' own")
     ap.add_argument("--balloon", action="store_true",
                     help="virtio-balloon with free page reporting in each VM")
+    ap.add_argument("--restore", action="store_true",
+                    help="restore the VMs from one checkpoint of a booted VM (each in a "
+                         "lab of its own) instead of booting them")
     ap.add_argument("--no-peer", action="store_true", help="skip Mininet")
     ap.add_argument("--out", type=Path, default=Path("/tmp/labfixtures-bench/scale"),
                     help="writes OUT.json and OUT.png")
@@ -268,9 +320,11 @@ def main() -> int:
     report: dict[str, Any] = {"node": platform.node(), "kernel": platform.release(),
                               "cpus": os.cpu_count(), "load_start": loadavg(),
                               "vm_memory": args.memory, "vm_profile": args.profile,
-                              "vm_config": config}
+                              "vm_config": config,
+                              "vm_start": "restored" if args.restore else "booted"}
     raw: dict[str, list[dict[str, float]]] = {str(n): [] for n in sizes}
     vm_raw: dict[str, list[dict[str, Any]]] = {str(k): [] for k in counts}
+    store: ck.CheckpointStore | None = None
     lab = Lab.open()
     try:
         for r in range(args.runs):
@@ -279,9 +333,12 @@ def main() -> int:
             print(f"veth run {r + 1}/{args.runs}: " + ", ".join(
                 f"{n}: up {raw[str(n)][-1]['up']:.3f} down {raw[str(n)][-1]['down']:.3f}"
                 for n in sizes), file=sys.stderr, flush=True)
+        store = seed_checkpoint(args.memory, args.profile) if args.restore and counts \
+            else None
         for r in range(args.vm_runs):
             for k in counts:
-                m = measure_vms(lab, k, args.memory, args.profile, config)
+                m = measure_restored(k, store) if store is not None else \
+                    measure_vms(lab, k, args.memory, args.profile, config)
                 vm_raw[str(k)].append(m)
                 print(f"vm run {r + 1}/{args.vm_runs}: {k} VMs all ready "
                       f"{m['all_ready']:.1f} s (launch {m['launch_all']:.2f} s), RSS median "
@@ -290,6 +347,8 @@ def main() -> int:
                       file=sys.stderr, flush=True)
     finally:
         lab.close()
+        if store is not None:
+            shutil.rmtree(store.root, ignore_errors=True)
     report["hosts"] = {"runs": raw, "medians": {
         n: {k: summary([r[k] for r in runs])
             for k in ("up", "first_ping", "down", "down_applied", "load")}
@@ -330,7 +389,8 @@ def main() -> int:
             row += f"{v['median']:>14.3f}" if v else f"{'-':>14}"
         print(row)
     if counts:
-        print(f"\ntiny VMs started together ({args.memory} MiB each, profile {args.profile}"
+        print(f"\ntiny VMs {report['vm_start']} together ({args.memory} MiB each, profile "
+              f"{args.profile}"
               f"{', ' + str(config) if config else ''}), medians of {args.vm_runs}")
         print(f"{'K':>5}{'all ready s':>14}{'launch s':>10}{'RSS MiB med/max':>18}"
               f"{'anon MiB':>10}{'PSS MiB med':>13}{'avail drop/VM':>15}{'load':>7}")
