@@ -94,7 +94,7 @@ def restore_bench(runs: int) -> None:
             print(f"restore: QEMU start -> SSH login done: {fmt(ready)}")
             print(f"restore: QEMU start -> first command answered: {fmt(answered)}")
             print(f"restore: whole call (stop, copy state, start, SSH): {fmt(calls)}")
-            print(f"restore: the first one's whole call, which unpacks memfile/: "
+            print(f"restore: the first one's whole call, which unpacks memfile-*/: "
                   f"{calls[0]:.3f} s")
             print(f"restored VM: {memory(vm)}")
     finally:

@@ -1,8 +1,8 @@
 """Restoring without reading the memory back: the saved RAM as a file, mapped copy-on-write.
 
 `-loadvm` copies the saved RAM into the new QEMU page by page: ~0.1 s for the 73 MiB of a
-tiny guest, a third of a restore. So, once per checkpoint, its state is unpacked into two
-files beside it, in `memfile/`:
+tiny guest, a third of a restore. So, once per checkpoint and QEMU binary, its state is
+unpacked into two files beside it, in `memfile-<QEMU>/`:
 
 * `ram.img`: the guest's RAM, sparse. A QEMU whose RAM is that file, shared
   (`memory-backend-file,share=on`), is started paused with `-loadvm`: it writes the RAM
@@ -16,8 +16,8 @@ own QEMU, the file never changes) and takes the devices in (`-incoming defer`,
 restores of one checkpoint share the pages they only read. Both streams go through a file
 descriptor handed over QMP (`fd:`): a sandboxed QEMU may not spawn `exec:`'s shell.
 This is QEMU's VM templating (its docs/system/vm-templating.rst). The checkpoint's qcow2
-stays what is stored, exported and verified; `memfile/` is derived from it and can be
-deleted at any time.
+stays what is stored, exported and verified; `memfile-*/` is derived from it and can
+be deleted at any time.
 
 Only for a VM without a disk (the tiny guest: an overlay would need its own copy) and
 without a balloon (free page reporting discards RAM, which on a private file mapping
@@ -26,6 +26,7 @@ QEMU 7.2 would punch out of the file itself).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -65,17 +66,24 @@ def ram_args(vm: VM, ram: Path, shared: bool) -> list[str]:
             "-machine", f"memory-backend={rid}"]
 
 
-def files(cp: Checkpoint) -> Path | None:
-    """CP's unpacked memory directory, if there is one."""
-    d = cp.path / DIR
+def directory(cp: Checkpoint, qemu_id: str) -> Path:
+    """Where CP is unpacked for the QEMU of identity QEMU_ID (checkpoint.qemuid): the device
+    stream is that QEMU's own, and a bisection restores one checkpoint on several."""
+    return cp.path / f"{DIR}-{hashlib.sha256(qemu_id.encode()).hexdigest()[:12]}"
+
+
+def files(cp: Checkpoint, qemu_id: str) -> Path | None:
+    """CP's memory directory for QEMU_ID, if it is unpacked."""
+    d = directory(cp, qemu_id)
     return d if (d / RAM_FILE).is_file() and (d / DEVICES_FILE).is_file() else None
 
 
-def unpack(vm: VM, cp: Checkpoint, state_args: list[str], timeout: float = 60.0) -> Path:
-    """Unpack CP into its `memfile/` with VM's QEMU (VM stopped; STATE_ARGS attach a
-    writable copy of the state file): started paused with -loadvm, its RAM in a shared
-    file, then its devices migrated out without the RAM. The directory appears whole or
-    not at all; a concurrent unpack of the same checkpoint is harmless."""
+def unpack(vm: VM, cp: Checkpoint, qemu_id: str, state_args: list[str],
+           timeout: float = 60.0) -> Path:
+    """Unpack CP into its memory directory with VM's QEMU, of identity QEMU_ID (VM stopped;
+    STATE_ARGS attach a writable copy of the state file): started paused with -loadvm,
+    its RAM in a shared file, then its devices migrated out without the RAM. The
+    directory appears whole or not at all; a concurrent unpack of it is harmless."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{DIR}-", dir=cp.path))
     try:
         vm.start(wait=False, loadvm=cp.tag,
@@ -89,14 +97,14 @@ def unpack(vm: VM, cp: Checkpoint, state_args: list[str], timeout: float = 60.0)
             _wait_migration(m, "completed", timeout, f"unpacking {cp.name}")
         vm.stop()
         try:
-            os.rename(tmp, cp.path / DIR)
+            os.rename(tmp, directory(cp, qemu_id))
         except OSError:  # unpacked meanwhile by another process: use that one
-            if files(cp) is None:
+            if files(cp, qemu_id) is None:
                 raise
     finally:
         vm.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    d = files(cp)
+    d = files(cp, qemu_id)
     assert d is not None
     return d
 
@@ -136,7 +144,7 @@ def _wait_migration(m: Machine, want: str, timeout: float, doing: str) -> None:
             words = info.get("error-desc") if isinstance(info, dict) else None
             raise CheckpointError(f"{doing}: QEMU's migration {status or 'broke'}: "
                                   f"{words or said or info}",
-                                  f"see {m.stderr_log}; delete {DIR}/ beside the "
+                                  f"see {m.stderr_log}; delete {DIR}-*/ beside the "
                                   "checkpoint to unpack it again", reason="qemu")
         if time.monotonic() > end:
             raise CheckpointError(f"{doing}: the migration did not finish within "

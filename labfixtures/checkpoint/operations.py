@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from labfixtures.checkpoint import memfile
+from labfixtures.checkpoint import memfile, qemuid
 from labfixtures.checkpoint.manifest import (
     DISK_FILE,
     STATE_FILE,
@@ -171,11 +171,13 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
         vm.overlay.unlink(missing_ok=True)
     vm.image = image
     vm.overlay = overlay
-    ram = memfile.files(cp) if use_memfile and memfile.eligible(vm) else None
+    use_memfile = use_memfile and memfile.eligible(vm)
+    qemu_id = qemuid.identity(builds.selected(), store.hash_cache) if use_memfile else ""
+    ram = memfile.files(cp, qemu_id) if use_memfile else None
     if ram is None:
         shutil.copyfile(cp.path / STATE_FILE, state)  # -loadvm writes to it
-        if use_memfile and memfile.eligible(vm):
-            ram = memfile.unpack(vm, cp, state_drive_args(state), timeout)
+        if use_memfile:
+            ram = memfile.unpack(vm, cp, qemu_id, state_drive_args(state), timeout)
     if ram is not None:
         memfile.start(vm, cp, ram, timeout)
     else:

@@ -113,11 +113,12 @@ def test_a_tiny_vm_restores_on_the_checkpoints_memory_file_copy_on_write(lab, st
     vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
     vm.run("echo before > /root/kept", check=True)
     cp = ck.save(vm, "mem", store=store)
-    assert memfile.files(cp) is None  # unpacked on the first restore, not at the save
-    ram = cp.path / memfile.DIR / memfile.RAM_FILE
+    qemu_id = ck.qemu_identity(builds.selected(), store.hash_cache)
+    assert memfile.files(cp, qemu_id) is None  # unpacked at the first restore
+    ram = memfile.directory(cp, qemu_id) / memfile.RAM_FILE
 
     ck.restore(vm, "mem", store=store)
-    assert memfile.files(cp) is not None
+    assert memfile.files(cp, qemu_id) is not None
     argv = vm.machine.cmdline_file.read_text()
     assert f"memory-backend-file,id=microvm.ram,size=256M,mem-path={ram},share=off" in argv
     assert "-incoming defer" in argv and "-loadvm" not in argv and vm.loadvm == "mem"
