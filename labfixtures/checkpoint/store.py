@@ -197,9 +197,11 @@ class CheckpointStore:
         return self.get(vm, tag)
 
     def cleanup(self, max_age: float = 3600.0) -> None:
-        """Remove temporary directories that crashed saves or imports left behind."""
+        """Remove temporary directories that crashed saves, imports or memory-file unpacks
+        (memfile.py) left behind."""
         for d in itertools.chain(self.root.glob(".tmp-*"), self.root.glob("*/.old-*"),
-                                 self.root.glob("*/.deleting-*")):
+                                 self.root.glob("*/.deleting-*"),
+                                 self.root.glob("*/*/.memfile-*")):
             with contextlib.suppress(OSError):
                 if time.time() - d.stat().st_mtime > max_age:
                     shutil.rmtree(d, ignore_errors=True)
