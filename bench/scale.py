@@ -151,25 +151,29 @@ def measure_vms(lab: Lab, k: int, memory: int, profile: str,
         with ThreadPoolExecutor(max_workers=8) as pool:  # all launched before any is waited for
             list(pool.map(lambda vm: vm.start(wait=False), vms))
         out["launch_all"] = time.monotonic() - t0
-        ready = []
-        for vm in vms:
-            vm.wait_ready(timeout=300)
-            vm.run("true", check=True, timeout=60)
-            ready.append(time.monotonic() - t0)
-        out["all_ready"] = time.monotonic() - t0
-        out["ready_each"] = ready
-        vm_memory(out, vms, avail, k)
+        wait_all(out, vms, t0, avail, booted=True)
         t = time.monotonic()
     out["down"] = time.monotonic() - t
     return out
 
 
-def vm_memory(out: dict[str, Any], vms: list[Any], avail: float, k: int) -> None:
+def wait_all(out: dict[str, Any], vms: list[Any], t0: float, avail: float,
+             booted: bool) -> None:
+    """Each VM answering `true` over SSH (after its ready marker if BOOTED), the times
+    from T0, then every QEMU's memory and the machine's (AVAIL: MemAvailable before)."""
+    ready = []
+    for vm in vms:
+        if booted:
+            vm.wait_ready(timeout=300)
+        vm.run("true", check=True, timeout=60)
+        ready.append(time.monotonic() - t0)
+    out["all_ready"] = time.monotonic() - t0
+    out["ready_each"] = ready
     mem = [rss_kib(vm.machine.pid) for vm in vms if vm.machine and vm.machine.pid]
     out["rss_mib"] = [r / 1024 for r, _, _ in mem]
     out["pss_mib"] = [p / 1024 for _, p, _ in mem]
     out["anon_mib"] = [a / 1024 for _, _, a in mem]
-    out["avail_drop_mib_per_vm"] = (avail - mem_available_mib()) / k
+    out["avail_drop_mib_per_vm"] = (avail - mem_available_mib()) / len(vms)
     out["load_end"] = loadavg()
 
 
@@ -187,13 +191,7 @@ def measure_restored(k: int, store: ck.CheckpointStore) -> dict[str, Any]:
             vms = list(pool.map(lambda lab: ck.restore_into(lab, "vm0", SEED_TAG,
                                                             store=store, wait=False), labs))
         out["launch_all"] = time.monotonic() - t0
-        ready = []
-        for vm in vms:
-            vm.run("true", check=True, timeout=60)
-            ready.append(time.monotonic() - t0)
-        out["all_ready"] = time.monotonic() - t0
-        out["ready_each"] = ready
-        vm_memory(out, vms, avail, k)
+        wait_all(out, vms, t0, avail, booted=False)
         t = time.monotonic()
     out["down"] = time.monotonic() - t
     return out

@@ -8,7 +8,7 @@ unpacked into two files beside it, in `memfile-<QEMU>/`:
   (`memory-backend-file,share=on`), is started paused with `-loadvm`: it writes the RAM
   into the file;
 * `devices.state`: everything else, the migration stream that QEMU then sends with the
-  `x-ignore-shared` capability, which leaves shared RAM out (a few hundred kB).
+  `x-ignore-shared` capability, which leaves shared RAM out (62 kB for a tiny guest).
 
 A restore then maps `ram.img` privately (`share=off`: what the guest writes stays in its
 own QEMU, the file never changes) and takes the devices in (`-incoming defer`,
@@ -94,8 +94,8 @@ def unpack(vm: VM, cp: Checkpoint, qemu_id: str, state_args: list[str],
         with open(tmp / DEVICES_FILE, "wb") as out:  # fd:, not exec: a sandboxed QEMU
             m.send_fd(out.fileno(), FD_NAME)          # may not spawn a shell
             m.qmp("migrate", uri=f"fd:{FD_NAME}")
-            _wait_migration(m, "completed", timeout, f"unpacking {cp.name}")
-        vm.stop()
+            _wait_migration(m, timeout, f"unpacking {cp.name}")
+        vm.stop()  # before the directory is used: QEMU has written the whole RAM file
         try:
             os.rename(tmp, directory(cp, qemu_id))
         except OSError:  # unpacked meanwhile by another process: use that one
@@ -121,21 +121,21 @@ def start(vm: VM, cp: Checkpoint, d: Path, timeout: float = 60.0) -> None:
     with open(d / DEVICES_FILE, "rb") as src:
         m.send_fd(src.fileno(), FD_NAME)
         m.qmp("migrate-incoming", uri=f"fd:{FD_NAME}")
-        _wait_migration(m, "completed", timeout, f"restoring {cp.name}")
+        _wait_migration(m, timeout, f"restoring {cp.name}")
     # off again: a snapshot of this VM records the capabilities, and a -loadvm of it
     # refuses one it does not have ("Capability x-ignore-shared is off, but received...")
     m.qmp("migrate-set-capabilities", capabilities=[{**IGNORE_SHARED[0], "state": False}])
     m.qmp("cont")  # the unpacking QEMU was paused (-S): so is the state it sent
 
 
-def _wait_migration(m: Machine, want: str, timeout: float, doing: str) -> None:
-    """Poll QMP query-migrate until its status is WANT (and, on the incoming side, the
-    guest runs); a failure or TIMEOUT is a CheckpointError with QEMU's words."""
+def _wait_migration(m: Machine, timeout: float, doing: str) -> None:
+    """Poll QMP query-migrate until the migration has completed (and, on the incoming
+    side, the state is in); a failure or TIMEOUT is a CheckpointError with QEMU's words."""
     end = time.monotonic() + timeout
     while True:
         info = m.qmp("query-migrate")
         status = info.get("status") if isinstance(info, dict) else None
-        if status == want:
+        if status == "completed":
             running = m.qmp("query-status")
             if not isinstance(running, dict) or running.get("status") != "inmigrate":
                 return
