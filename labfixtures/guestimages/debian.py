@@ -374,7 +374,7 @@ class DebianRecipe:
 
         # GRUB, for the boot from disk: no menu delay, serial console, same parameters.
         _write(tree / "etc/default/grub.d/labfixtures.cfg",
-               "GRUB_TIMEOUT=0\nGRUB_TIMEOUT_STYLE=hidden\nGRUB_DISABLE_OS_PROBER=true\n"
+               "GRUB_TIMEOUT=0\nGRUB_DISABLE_OS_PROBER=true\n"
                "GRUB_DISABLE_RECOVERY=true\n"
                'GRUB_TERMINAL="serial console"\nGRUB_SERIAL_COMMAND="serial --speed=115200"\n'
                'GRUB_CMDLINE_LINUX_DEFAULT=""\n'
