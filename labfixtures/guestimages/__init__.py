@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from labfixtures.core.cpus import CPU_SHARE_ENV, cpu_share
 from labfixtures.errors import ImageError
 from labfixtures.guestimages.cache import (
     GuestImage,
@@ -38,24 +38,6 @@ RECIPES: dict[str, Recipe] = {TINY.name: TINY, DEBIAN.name: DEBIAN}
 #: ~13 s (bench/debian_boot.py --vcpus 1/2, docs/host-facts.md). The tiny guest boots one
 #: shell script: a second vCPU would only cost memory.
 DEFAULT_VCPUS = {DEBIAN.name: 2}
-
-
-#: The CPUs this process may count on for its VMs, when it shares the host with others of
-#: its kind: the pytest plugin sets it in each xdist worker (host CPUs / workers). A VM with
-#: more vCPUs than its share has vCPU threads waiting for a core while another spins on a
-#: lock the waiting one holds: the main job took 204 s with 2 vCPUs per debian VM on 2
-#: workers, 2 cores (docs/host-facts.md).
-CPU_SHARE_ENV = "LABFIXTURES_CPUS"
-
-
-def cpu_share() -> int:
-    """The CPUs a VM of this process may use: LABFIXTURES_CPUS, else the host's."""
-    host = os.cpu_count() or 1
-    try:
-        share = int(os.environ.get(CPU_SHARE_ENV, host))
-    except ValueError:
-        share = host
-    return max(1, min(share, host))
 
 
 def default_vcpus(image: str, profile: str = "fast") -> int:

@@ -9,14 +9,17 @@ multi-queue modern-only virtio-net-pci, virtio-balloon, virtio-rng, `qxl-vga` wi
 its vdagent channel, a USB tablet, HDA audio, the serial console on telnet 2300+N, SPICE on
 5900+N (both on localhost: the lab namespace's own, since QEMU runs inside it).
 
-Only what this host cannot do is replaced, and every replacement is returned with its
-reason (`Machine` writes them in the launch record and the `.cmdline` file):
+Only what this host cannot do, or an unattended lab cannot use, is replaced, and every
+replacement is returned with its reason (`Machine` writes them in the launch record and the
+`.cmdline` file):
 
 * no KVM: TCG, and `+vmx` dropped from `-cpu` (TCG emulates no VMX);
 * no /dev/vhost-net: `vhost=off`;
 * fewer host cores than the script's 8 vCPUs: `-smp` capped at the host's cores
   (`MachineSpec.vcpus` > 1 chooses another number);
 * `-daemonize` is not used: labfixtures supervises QEMU (pid, QMP, serial log);
+* `-boot menu=on` gets `splash-time=0`: nobody is at an unattended lab's keyboard, and OVMF
+  would wait ~3 s for an ESC (`MachineSpec.boot_menu_wait` keeps the wait);
 * SPICE's `addr=localhost` is written numerically, 127.0.0.1 or ::1 (qemu/guidehost.py);
 * additions the lab needs: a QMP socket, and a `logfile=` on the telnet console (the lab
   reads the console; the telnet listener is the script's).
@@ -45,10 +48,17 @@ class GuideHost:
 
     accel: str  # 'kvm' or 'tcg'
     vhost_net: bool
+    #: the cores its VMs may use: the host's, or this process's share of them (core/cpus.py)
     cpus: int
     #: SPICE's `addr=`: the script's `localhost`, numeric, in the family that SPICE's
     #: AI_ADDRCONFIG lookup accepts in the lab namespace (qemu/guidehost.py)
     spice_addr: str = "127.0.0.1"
+
+
+def guide_threads(vcpus: int) -> int:
+    """The script's 2 threads per core, when VCPUS makes whole cores of them: QEMU refuses
+    `-smp 1,threads=2` ("Invalid CPU topology")."""
+    return GUIDE_THREADS if vcpus % GUIDE_THREADS == 0 else 1
 
 
 def guide_vcpus(spec: MachineSpec, host_cpus: int) -> int:
@@ -98,9 +108,9 @@ def host_replacements(host: GuideHost, vcpus: int = 1) -> dict[str, str]:
     n = vcpus if vcpus > 1 else max(1, min(GUIDE_VCPUS, host.cpus))
     if n != GUIDE_VCPUS:
         why = ("asked for" if vcpus > 1
-               else f"the host has {host.cpus} core{'s' if host.cpus != 1 else ''}")
+               else f"the host has {host.cpus} core{'s' if host.cpus != 1 else ''} for it")
         out[f"-smp {GUIDE_VCPUS},threads={GUIDE_THREADS}"] = (
-            f"-smp {n},threads={GUIDE_THREADS} ({why})")
+            f"-smp {n},threads={guide_threads(n)} ({why})")
     return out
 
 
@@ -125,6 +135,10 @@ def replacements(spec: MachineSpec, host: GuideHost) -> dict[str, str]:
     if spec.serial_log is not None:
         out["-serial telnet:localhost:PORT,server,nowait"] = (
             "the same telnet listener as a -chardev with logfile= (the lab reads the console)")
+    if not spec.boot_menu_wait:
+        out["-boot menu=on"] = ("menu=on,splash-time=0 (an unattended lab: nobody presses "
+                                "ESC, so OVMF does not wait ~3 s for it; "
+                                "MachineSpec(boot_menu_wait=True) keeps the wait)")
     if spec.disk is not None:
         out["l2-cache-size="] = ("left at QEMU's default: its value is cut off in the "
                                  "guide's text of ovs-startup.sh")
@@ -145,6 +159,7 @@ def build_guide_argv(spec: MachineSpec, host: GuideHost, *, tpm_socket: Path | N
         raise LabError(f"machine {spec.name} has no copy of OVMF_VARS.fd",
                        "Machine.start() makes it; give uefi_vars=PATH to build argv by hand")
     n = spec.console_number
+    vcpus = guide_vcpus(spec, host.cpus)
     cpu = "max,l3-cache=on" + (",+vmx" if host.accel == "kvm" else "")
     argv = [qemu,
             "-machine", f"type=q35,accel={host.accel},kernel-irqchip=split",
@@ -162,11 +177,12 @@ def build_guide_argv(spec: MachineSpec, host: GuideHost, *, tpm_socket: Path | N
         chardev += f",logfile={q(spec.serial_log)}"
     argv += ["-chardev", chardev, "-serial", "chardev:serial0",
              "-device", "virtio-balloon",
-             "-smp", f"{guide_vcpus(spec, host.cpus)},threads={GUIDE_THREADS}",
+             "-smp", f"{vcpus},threads={guide_threads(vcpus)}",
              "-rtc", "base=localtime,clock=host",
              "-device", "i6300esb",
              "-watchdog-action", "poweroff",
-             "-boot", "once=d,menu=on" if spec.boot_once_cdrom else "order=c,menu=on"]
+             "-boot", ("once=d,menu=on" if spec.boot_once_cdrom else "order=c,menu=on")
+             + ("" if spec.boot_menu_wait else ",splash-time=0")]
     if spec.cdrom is not None:  # iso-install-startup.sh
         argv += ["-device", "ahci,id=ahci0",
                  "-device", "ide-cd,bus=ahci0.0,drive=drive-sata0-0-0,id=sata0-0-0",

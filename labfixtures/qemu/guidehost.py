@@ -12,8 +12,8 @@ localhost` line here): SPICE then listens on ::1, the namespace's other localhos
 from __future__ import annotations
 
 import json
-import os
 
+from labfixtures.core.cpus import cpu_share
 from labfixtures.core.runner import run
 from labfixtures.qemu import accel as _accel
 from labfixtures.qemu.guide import GuideHost
@@ -37,6 +37,7 @@ def spice_loopback(netns: str | None) -> str:
 
 
 def probe(accel: str, netns: str | None) -> GuideHost:
-    """GuideHost for a machine about to start in NETNS under ACCEL (already resolved)."""
-    return GuideHost(accel, _accel.vhost_net_available(), os.cpu_count() or 1,
+    """GuideHost for a machine about to start in NETNS under ACCEL (already resolved); its
+    cores are this process's share of the host's (core/cpus.py)."""
+    return GuideHost(accel, _accel.vhost_net_available(), cpu_share(),
                      spice_addr=spice_loopback(netns))

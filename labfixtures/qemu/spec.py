@@ -120,6 +120,10 @@ class MachineSpec:
     number: int | None = None  # the guide's N for SPICE 5900+N and telnet 2300+N
     cdrom: Path | None = None
     boot_once_cdrom: bool = False
+    #: `guide` profile: the script's `-boot menu=on` also makes OVMF wait ~3 s for ESC. An
+    #: unattended lab has nobody to press it, so by default `splash-time=0` skips the wait
+    #: (the menu stays on: ESC pressed in time still opens it). True: the script's wait.
+    boot_menu_wait: bool = False
     tuned: bool = True  # the TCG boot-speed kernel parameters of docs/host-facts.md
     tsc_khz: int | None = None  # host TSC for tsc_early_khz (see accel.host_tsc_khz)
     rng: bool = True

@@ -101,7 +101,7 @@ def script_pairs():
 
 
 def test_on_a_host_that_can_do_everything_it_is_the_script_option_for_option():
-    argv = build_guide_argv(spec(), KVM_HOST, tpm_socket=TPM)
+    argv = build_guide_argv(spec(boot_menu_wait=True), KVM_HOST, tpm_socket=TPM)
     got = pairs(argv)
     expected = script_pairs()
     # what labfixtures adds: the console's log file (same telnet listener) and QMP
@@ -114,9 +114,17 @@ def test_on_a_host_that_can_do_everything_it_is_the_script_option_for_option():
         ("-spice", "port=5902,addr=localhost,disable-ticketing=on")]
     # the script's order is kept for what it gives
     assert [p for p in got if p in expected] == [p for p in expected if p[0] != "-spice"]
-    assert set(replacements(spec(), KVM_HOST)) == {
+    assert set(replacements(spec(boot_menu_wait=True), KVM_HOST)) == {
         "-daemonize", "-spice addr=localhost", "-serial telnet:localhost:PORT,server,nowait",
         "l2-cache-size="}
+
+
+def test_an_unattended_machine_keeps_the_boot_menu_but_not_its_wait_and_says_so():
+    assert opt(build_guide_argv(spec(), KVM_HOST, tpm_socket=TPM), "-boot") == [
+        "order=c,menu=on,splash-time=0"]
+    assert "-boot menu=on" in replacements(spec(), KVM_HOST)
+    assert "nobody presses ESC" in replacements(spec(), THIS_HOST)["-boot menu=on"]
+    assert "-boot menu=on" not in replacements(spec(boot_menu_wait=True), KVM_HOST)
 
 
 def test_on_this_host_only_kvm_vmx_vhost_and_the_vcpus_are_replaced_and_said():
@@ -129,6 +137,7 @@ def test_on_this_host_only_kvm_vmx_vhost_and_the_vcpus_are_replaced_and_said():
         ("-netdev", "tap,queues=2,ifname=tap2,id=net2,script=no,downscript=no,vhost=on"),
         ("-smp", "8,threads=2"),
         ("-spice", "port=5902,addr=localhost,disable-ticketing=on"),
+        ("-boot", "order=c,menu=on"),  # unattended: splash-time=0 (the test above)
     }
     assert opt(argv, "-machine") == ["type=q35,accel=tcg,kernel-irqchip=split"]
     assert opt(argv, "-cpu") == ["max,l3-cache=on"]
@@ -137,7 +146,7 @@ def test_on_this_host_only_kvm_vmx_vhost_and_the_vcpus_are_replaced_and_said():
     said = replacements(spec(), THIS_HOST)
     assert "TCG" in said["-cpu max,l3-cache=on,+vmx"]
     assert said["vhost=on"].startswith("vhost=off")
-    assert said["-smp 8,threads=2"] == "-smp 2,threads=2 (the host has 2 cores)"
+    assert said["-smp 8,threads=2"] == "-smp 2,threads=2 (the host has 2 cores for it)"
     assert said["accel=kvm:tcg"].startswith("accel=tcg")
 
 
@@ -146,7 +155,11 @@ def test_vcpus_are_configurable_and_capped_at_the_host_by_default():
         "4,threads=2"]
     assert "asked for" in replacements(spec(vcpus=4), THIS_HOST)["-smp 8,threads=2"]
     assert opt(build_guide_argv(spec(), GuideHost("tcg", False, 1), tpm_socket=TPM),
-               "-smp") == ["1,threads=2"]
+               "-smp") == ["1,threads=1"]  # QEMU refuses 1,threads=2
+    assert opt(build_guide_argv(spec(vcpus=3), THIS_HOST, tpm_socket=TPM), "-smp") == [
+        "3,threads=1"]
+    assert replacements(spec(), GuideHost("tcg", False, 1))["-smp 8,threads=2"] == (
+        "-smp 1,threads=1 (the host has 1 core for it)")
     assert "-smp 8,threads=2" not in replacements(spec(), KVM_HOST)
 
 
@@ -174,7 +187,7 @@ def test_more_queues_than_the_scripts_two_when_asked():
 def test_a_cdrom_is_iso_install_startup_sh_sata_drive_booted_once():
     s = spec(cdrom=Path("/iso/inst.iso"), boot_once_cdrom=True)
     argv = build_guide_argv(s, THIS_HOST, tpm_socket=TPM)
-    assert opt(argv, "-boot") == ["once=d,menu=on"]
+    assert opt(argv, "-boot") == ["once=d,menu=on,splash-time=0"]
     assert "ahci,id=ahci0" in opt(argv, "-device")
     assert "ide-cd,bus=ahci0.0,drive=drive-sata0-0-0,id=sata0-0-0" in opt(argv, "-device")
     assert "media=cdrom,if=none,file=/iso/inst.iso,id=drive-sata0-0-0" in opt(argv, "-drive")
