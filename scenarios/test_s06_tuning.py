@@ -5,7 +5,7 @@
 
 Two `debian` guests (systemd, openssh, user etu, login by key) cloned from the same image,
 vm0 on tap6 and vm1 on tap7, both access ports of VLAN 2 on sw0 (Table 1: SVI sw0-vlan2
-203.0.113.129/26, the VMs .130 and .131), booted once for the module (in parallel), each
+203.0.113.129/26, the VMs .130 and .131), up once for the module (just booted), each
 on its own qcow2 overlay of the image. What the section asks, done and checked:
 
 1. Système de fichiers ext4, on vm0's root (the logical volume vm0/root):
@@ -59,8 +59,8 @@ what broke (a failed test's captured output lists every step). vm1 applies the p
 while vm0 reboots. Each check was seen to fail with its change left out (tune2fs: / stays
 read-only after the reboot; no clean, no 10proxy, a line missing from locale.nopurge, no
 set-selections, host keys not regenerated: "the changed key was accepted"). The VMs live
-on `module_lab`, not on checkpointed `lab_vm`s: vm0 is rebooted, which no saved state
-could stand for.
+on `module_lab` (vm0 is rebooted, by a real power off and boot); they start just booted,
+from their automatic checkpoints (`booted_vm`), as a `lab_vm` does.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+from collections.abc import Callable
 
 import pytest
 
@@ -155,20 +156,25 @@ def reach(lab: Lab, vm: VM) -> str:
 
 
 @pytest.fixture(scope="module")
-def tuned(module_lab: Lab, debian_image: GuestImage) -> StepRecorder:
+def tuned(module_lab: Lab, debian_image: GuestImage,
+          booted_vm: Callable[..., VM]) -> StepRecorder:
     """The whole of §6 on vm0 and vm1, each step recorded (see the module docstring)."""
     lab = module_lab
     sw0 = lab.switch("sw0")
     sw0.svi(VLAN, SVI)
+    s = StepRecorder("§6: tuning the debian guest (vm0, vm1)")
     vms = {}
     for name, n in TAPS.items():
         lab.tap(n, group="kvm")
         sw0.add_port(f"tap{n}", tag=VLAN)
-        vms[name] = lab.vm(name, tap=n, addresses=[ADDRESSES[name]],
-                           gateway=SVI.split("/")[0], image=debian_image, memory=512,
-                           vcpus=1, start=False)  # two VMs boot at once: one vCPU each
+        # just booted: restored from the automatic checkpoint of this VM (`booted_vm`),
+        # booted the first time; the two run at once, on two cores: one vCPU each
+        vms[name] = s.call(f"{name} boots", f"{name} just booted, on tap{n} (VLAN {VLAN})",
+                           functools.partial(booted_vm, lab, name, tap=n,
+                                             addresses=[ADDRESSES[name]],
+                                             gateway=SVI.split("/")[0], image=debian_image,
+                                             memory=512, vcpus=1))
     vm0, vm1 = vms["vm0"], vms["vm1"]
-    s = StepRecorder("§6: tuning the debian guest (vm0, vm1)")
     s.facts.update(vm0=vm0, vm1=vm1, lab=lab, sw0=sw0, image=debian_image)
 
     def guest(name: str, vm: VM, cmd: str, timeout: float = 120.0) -> Result | None:
@@ -176,12 +182,6 @@ def tuned(module_lab: Lab, debian_image: GuestImage) -> StepRecorder:
                                      prefix="export LC_ALL=C; ")
         return r
 
-    # both clones boot at once (two cores), then answer SSH
-    s.call("start vm0 and vm1", "two QEMU, the same image",
-           lambda: [vm.start(wait=False) for vm in (vm0, vm1)])
-    for name, vm in vms.items():
-        s.call(f"{name} boots", f"wait for {name}'s ready marker",
-               functools.partial(vm.wait_ready, BOOT_TIMEOUT))
     s.call("vm1 reaches vm0's link-local address", f"ping -6 {VM0_LL}%eth0 (in vm1)",
            lambda: eventually(lambda: assert_reachable(vm1, f"{VM0_LL}%eth0", timeout=1),
                               timeout=SSH_DEADLINE))
@@ -258,7 +258,7 @@ def tuned(module_lab: Lab, debian_image: GuestImage) -> StepRecorder:
           f"command -v {DESELECTED} || echo gone; dpkg --get-selections")
 
     s.call("vm0 boots again", "wait for vm0's ready marker",
-           functools.partial(vm0.wait_ready, BOOT_TIMEOUT))
+           lambda: vm0.wait_ready(BOOT_TIMEOUT))
     guest("boot id after", vm0, "cat /proc/sys/kernel/random/boot_id")
     guest("mounts after", vm0, "cat /proc/mounts")
     guest("ext4 options after", vm0, f"cat /proc/fs/ext4/$(lsblk -dno KNAME {ROOT})"

@@ -33,8 +33,9 @@ The module fixture `grown` runs the steps in this order and records each one (ti
 outcome, evidence) with labfixtures' step recorder (`labfixtures.grading.steps`); a step
 that fails stops the ones after it. Each test checks one step, in the same order, so the
 first failing test names the step that broke (the ones after it say they were not reached).
-The VM lives on `module_lab`, not on a checkpointed `lab_vm`: its disk is resized on the
-host and it is rebooted twice, which no saved state could stand for.
+The VM lives on `module_lab`: its disk is resized on the host and it is rebooted twice,
+by real power offs and boots. It starts just booted, from its automatic checkpoint
+(`booted_vm`, as a `lab_vm` does).
 
 The guide's commands are also run as a student types them (`parted /dev/vda mkpart primary
 N% 100%`, without `-s`; `pvdisplay`...) beside the machine-readable forms the checks parse.
@@ -213,10 +214,11 @@ def parted_rows(out: str) -> dict[int, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def grown(module_lab, debian_image) -> StepRecorder:
+def grown(module_lab, debian_image, booted_vm) -> StepRecorder:
     """The whole of §7 on one VM, each step recorded (see the module docstring)."""
-    vm = module_lab.vm("vm0", tap=N, user=True, image=debian_image, profile="pc",
-                       memory=512)
+    # just booted: restored from its automatic checkpoint (booted the first time)
+    vm = booted_vm(module_lab, "vm0", tap=N, user=True, image=debian_image, profile="pc",
+                   memory=512)
     s = StepRecorder("§7: growing the storage of vm0 with LVM")
 
     def guest(name: str, cmd: str, timeout: float = 120.0):

@@ -42,6 +42,7 @@ from labfixtures.checkpoint.manifest import (
 )
 from labfixtures.checkpoint.snapshot import (
     Monitor,
+    load_into,
     qemu_version,
     snapshot_to,
     state_drive_args,
@@ -180,8 +181,13 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
             ram = memfile.unpack(vm, cp, qemu_id, state_drive_args(state), timeout)
     if ram is not None:
         memfile.start(vm, cp, ram, timeout)
-    else:
+    elif overlay is None:
         vm.start(wait=False, loadvm=tag, extra_args=state_drive_args(state))
+    else:  # -loadvm would look for the memory in the overlay (snapshot.load_into)
+        vm.start(wait=False, extra_args=[*state_drive_args(state), "-S"])
+        vm.loadvm = tag
+        assert vm.machine is not None
+        load_into(vm.machine, tag, timeout)
     if wait:
         _wait_restored(vm, cp, timeout)
     return vm

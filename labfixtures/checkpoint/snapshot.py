@@ -10,7 +10,10 @@ overlay in the same `snapshot-save`; the overlay is copied while the guest is pa
 (consistent), then the snapshot is deleted from the live overlay.
 
 Restoring is the other way round: QEMU started with the state file as a drive without a
-device (`state_drive_args()`) and `-loadvm TAG`.
+device (`state_drive_args()`) and `-loadvm TAG`. With a disk, QEMU is started paused and
+loads TAG by QMP `snapshot-load` naming the state file's node (`load_into()`): `-loadvm`
+takes the memory from the first drive that can hold a snapshot, which is then the overlay,
+and refuses its disk-only snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from labfixtures.errors import CheckpointError
 from labfixtures.qemu.accel import qemu_version
 from labfixtures.qemu.images import create_disk
 
-__all__ = ["Monitor", "major_minor", "qemu_version", "snapshot_to", "state_drive_args"]
+__all__ = ["Monitor", "load_into", "major_minor", "qemu_version", "snapshot_to",
+           "state_drive_args"]
 
 _nodes = itertools.count()
 
@@ -47,10 +51,28 @@ def major_minor(version: str) -> str:
     return ".".join(version.split()[0].split(".")[:2]) if version else ""
 
 
+#: the block node of the state file at a restore (a node name may not be a drive's id)
+STATE_NODE = "lfstatenode"
+
+
 def state_drive_args(state: Path) -> list[str]:
     """QEMU arguments attaching STATE as a drive without a guest device: where `-loadvm`
-    finds the memory state of a VM (with or without a disk)."""
-    return ["-drive", f"if=none,id=lfstate,format=qcow2,file={str(state).replace(',', ',,')}"]
+    (or `load_into()`) finds the memory state of a VM."""
+    return ["-drive", f"if=none,id=lfstate,node-name={STATE_NODE},format=qcow2,"
+                      f"file={str(state).replace(',', ',,')}"]
+
+
+def load_into(mon: Monitor, tag: str, timeout: float = 600.0) -> None:
+    """Load TAG into a QEMU started paused (`-S`) with the state drive and a disk overlay
+    (disk0): the memory from the state file, the disk from its own snapshot; then run.
+    The overlay's snapshot is deleted before the guest runs: the VM's disk is an overlay
+    like any other (`qemu-img resize` refuses an image holding snapshots)."""
+    disk = _disk_node(mon)
+    _run_job(mon, "snapshot-load", f"{STATE_NODE}-load", timeout=timeout, tag=tag,
+             vmstate=STATE_NODE, devices=[STATE_NODE, disk])
+    _run_job(mon, "snapshot-delete", f"{STATE_NODE}-del", timeout=timeout, tag=tag,
+             devices=[disk])
+    mon.qmp("cont")
 
 
 def _list(value: object) -> list[Mapping[str, Any]]:

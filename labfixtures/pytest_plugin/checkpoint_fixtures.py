@@ -114,6 +114,23 @@ def lab_vm(lab: Lab, request: pytest.FixtureRequest,
     return make
 
 
+@pytest.fixture(scope="session")
+def booted_vm(request: pytest.FixtureRequest,
+              checkpoint_store: checkpoint.CheckpointStore) -> Callable[..., VM]:
+    """Factory `booted_vm(lab, name, **lab.vm arguments)`: `lab_vm` for any lab, a module's
+    too (a module fixture cannot take the per-test `lab_vm`): the VM just after its boot,
+    restored from its automatic checkpoint when there is one. What the test does next (a
+    reboot, a resized disk) is its own: only the first boot is skipped."""
+    no_checkpoints = request.config.getoption("--lab-no-checkpoints")
+    reference = request.config.getoption("--lab-checkpoint-qemu", None)
+
+    def make(lab: Lab, name: str, **kw: Any) -> VM:
+        if no_checkpoints:
+            return lab.vm(name, **kw)
+        return boot_once(lab, name, checkpoint_store.auto, reference=reference, **kw)
+    return make
+
+
 def _marked(marker: pytest.Mark, name: str) -> bool:
     names = marker.kwargs.get("vm")
     if names is None:

@@ -9,7 +9,7 @@ A thin layer over the library, in modules by what they do:
   errors, each VM's command line, console and QEMU messages);
 - `fixtures`: `lab_host`, `lab`, `switch`, `veth_host`, `tap`, `attached`, images;
 - `labfile_fixtures`: `lab_file`, `lab_file_module`;
-- `checkpoint_fixtures`: `lab_vm`, `vm_from_checkpoint`, `checkpoint_store`;
+- `checkpoint_fixtures`: `lab_vm`, `booted_vm`, `vm_from_checkpoint`, `checkpoint_store`;
 - `attach`: the `--lab-attach*` options read and checked once, at configure time;
 - `htmlreport`: with pytest-html, the environment and each failed lab test's drawing,
   VM screens, frames (.pcap) and logs as extras; the same files under --lab-artifacts,

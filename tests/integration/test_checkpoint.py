@@ -105,6 +105,33 @@ def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, 
     assert [c.tag for c in store.list("vm0")] == ["step1"]
 
 
+def test_a_vm_with_a_disk_gets_its_memory_and_its_disk_back(lab, store, debian_image):
+    """The debian guest on its qcow2 overlay: the memory (a file in /run, a tmpfs) and the
+    disk (a file in /root, synced) come back. `-loadvm` cannot restore it (it looks for
+    the memory in the overlay, whose snapshot is disk-only: "This is a disk-only
+    snapshot"), so QEMU starts paused and loads by QMP; the overlay keeps no snapshot."""
+    table1(lab)
+    vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY, image=debian_image,
+                memory=512, vcpus=1)
+    vm.run("echo disk > /root/kept && echo mem > /run/kept && sync", check=True)
+    boot_id = vm.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout
+    cp = ck.save(vm, "step1", store=store)
+    assert cp.file(ck.DISK_FILE) is not None, "a VM with an overlay saves its disk"
+
+    vm.run("echo changed > /root/kept && rm /run/kept && echo new > /root/later && sync",
+           check=True)
+    ck.restore(vm, "step1", store=store)
+    assert vm.run("cat /root/kept /run/kept", check=True).stdout == "disk\nmem\n"
+    assert not vm.run("test -e /root/later").ok, "a change made after the save survived"
+    assert vm.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout == boot_id, (
+        "the VM booted instead of resuming")
+    assert "-loadvm" not in vm.machine.cmdline_file.read_text()
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json",
+                                      str(vm.overlay)], capture_output=True, text=True,
+                                     check=True, timeout=30).stdout)
+    assert not info.get("snapshots"), f"the restored overlay keeps a snapshot: {info}"
+
+
 def test_a_tiny_vm_restores_on_the_checkpoints_memory_file_copy_on_write(lab, store):
     """memfile.py: the first restore unpacks the state into memfile/ (RAM file, device
     stream); each restore maps the RAM file privately: what the guest writes never reaches
