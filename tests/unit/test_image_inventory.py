@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from labfixtures import guestimages
+from labfixtures.core import cpus
 from labfixtures.errors import ImageError
 from labfixtures.guestimages import GuestImage, ImageCache, inventory, kernels
 from labfixtures.guestimages.tiny import RECIPE as TINY
@@ -104,7 +105,7 @@ def test_an_unbuilt_kernel_says_how_to_build_it(tmp_path, monkeypatch):
     (None, 1, 1, 1),     # a one-CPU host
 ])
 def test_default_vcpus_follow_the_process_cpu_share(monkeypatch, share, host, debian, tiny):
-    monkeypatch.setattr(guestimages.os, "cpu_count", lambda: host)
+    monkeypatch.setattr(cpus.os, "cpu_count", lambda: host)
     if share is None:
         monkeypatch.delenv(guestimages.CPU_SHARE_ENV, raising=False)
     else:
