@@ -85,12 +85,11 @@ def vm_from_checkpoint(lab: Lab, checkpoint_store: checkpoint.CheckpointStore
 
 @pytest.fixture
 def lab_vm(lab: Lab, request: pytest.FixtureRequest,
-           checkpoint_store: checkpoint.CheckpointStore) -> Callable[..., VM]:
+           checkpoint_store: checkpoint.CheckpointStore,
+           booted_vm: Callable[..., VM]) -> Callable[..., VM]:
     """Factory with `lab.vm()`'s arguments: a VM in the state just after its boot,
     restored from an automatic checkpoint when possible (see the module's doc)."""
     marker = request.node.get_closest_marker("checkpoint")
-    no_checkpoints = request.config.getoption("--lab-no-checkpoints")
-    reference = request.config.getoption("--lab-checkpoint-qemu", None)
 
     def make(name: str, **kw: Any) -> VM:
         if marker is not None and _marked(marker, name):
@@ -104,13 +103,7 @@ def lab_vm(lab: Lab, request: pytest.FixtureRequest,
         def note(how: str) -> None:
             request.node.user_properties.append((f"{CAME_UP_PREFIX}{name}", how))
 
-        if no_checkpoints or kw.get("start") is False:
-            vm = lab.vm(name, **kw)
-            if kw.get("start") is not False:
-                note("booted")
-            return vm
-        return boot_once(lab, name, checkpoint_store.auto, reference=reference,
-                         note=note, **kw)
+        return booted_vm(lab, name, note=note, **kw)
     return make
 
 
@@ -120,14 +113,20 @@ def booted_vm(request: pytest.FixtureRequest,
     """Factory `booted_vm(lab, name, **lab.vm arguments)`: `lab_vm` for any lab, a module's
     too (a module fixture cannot take the per-test `lab_vm`): the VM just after its boot,
     restored from its automatic checkpoint when there is one. What the test does next (a
-    reboot, a resized disk) is its own: only the first boot is skipped."""
+    reboot, a resized disk) is its own: only the first boot is skipped. NOTE, if given, is
+    told how the VM came up (`boot_once`); `start=False` only creates it."""
     no_checkpoints = request.config.getoption("--lab-no-checkpoints")
     reference = request.config.getoption("--lab-checkpoint-qemu", None)
 
-    def make(lab: Lab, name: str, **kw: Any) -> VM:
-        if no_checkpoints:
-            return lab.vm(name, **kw)
-        return boot_once(lab, name, checkpoint_store.auto, reference=reference, **kw)
+    def make(lab: Lab, name: str, note: Callable[[str], None] | None = None,
+             **kw: Any) -> VM:
+        if no_checkpoints or kw.get("start") is False:
+            vm = lab.vm(name, **kw)
+            if note is not None and kw.get("start") is not False:
+                note("booted")
+            return vm
+        return boot_once(lab, name, checkpoint_store.auto, reference=reference, note=note,
+                         **kw)
     return make
 
 
