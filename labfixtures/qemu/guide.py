@@ -61,10 +61,11 @@ def guide_threads(vcpus: int) -> int:
     return GUIDE_THREADS if vcpus % GUIDE_THREADS == 0 else 1
 
 
-def guide_vcpus(spec: MachineSpec, host_cpus: int) -> int:
-    """The script's 8 vCPUs, capped at the host's cores; `spec.vcpus` > 1 overrides."""
-    if spec.vcpus > 1:
-        return spec.vcpus
+def guide_vcpus(vcpus: int, host_cpus: int) -> int:
+    """The script's 8 vCPUs, capped at the host's cores; VCPUS > 1 (`MachineSpec.vcpus`)
+    overrides."""
+    if vcpus > 1:
+        return vcpus
     return max(1, min(GUIDE_VCPUS, host_cpus))
 
 
@@ -105,7 +106,7 @@ def host_replacements(host: GuideHost, vcpus: int = 1) -> dict[str, str]:
                                             "VMX, so no nested virtualisation)")
     if not host.vhost_net:
         out["vhost=on"] = "vhost=off (no /dev/vhost-net on this host)"
-    n = vcpus if vcpus > 1 else max(1, min(GUIDE_VCPUS, host.cpus))
+    n = guide_vcpus(vcpus, host.cpus)
     if n != GUIDE_VCPUS:
         why = ("asked for" if vcpus > 1
                else f"the host has {host.cpus} core{'s' if host.cpus != 1 else ''} for it")
@@ -159,7 +160,7 @@ def build_guide_argv(spec: MachineSpec, host: GuideHost, *, tpm_socket: Path | N
         raise LabError(f"machine {spec.name} has no copy of OVMF_VARS.fd",
                        "Machine.start() makes it; give uefi_vars=PATH to build argv by hand")
     n = spec.console_number
-    vcpus = guide_vcpus(spec, host.cpus)
+    vcpus = guide_vcpus(spec.vcpus, host.cpus)
     cpu = "max,l3-cache=on" + (",+vmx" if host.accel == "kvm" else "")
     argv = [qemu,
             "-machine", f"type=q35,accel={host.accel},kernel-irqchip=split",
