@@ -1,4 +1,5 @@
-"""The guide's own machine: what `ovs-startup.sh` (A.2) starts, and what a student sees in it.
+"""The guide's own machine: what `ovs-startup.sh` (A.2) starts, what a student sees in it, and
+the new master that `iso-install-startup.sh` (A.4) installs on it by UEFI.
 
     ~/vm$ ./scripts/ovs-startup.sh vm0-debian-testing-amd64-base.raw 1024 2
 
@@ -11,30 +12,41 @@ with only what this host cannot do replaced (no KVM: TCG and no `+vmx`; no vhost
 `vhost=off`; fewer vCPUs than 8 on a smaller host), each replacement written in the
 machine's launch record.
 
-The `debian` disk boots through OVMF and the disk's own GRUB (EFI/BOOT/BOOTX64.EFI on its
-EFI system partition vda4), with its TPM; checked over SSH to its EUI-64 link-local address
-on its tap (two queues: a `multi_queue` tap). Then the script's refusals (A.4's installer
-booted by UEFI is test_a4_uefi_install.py). Every QEMU runs in the lab's namespace: its
-SPICE and telnet listeners are there, on localhost, and nowhere in the host's namespace.
+A.4 first, on that machine: the installer ISO on its SATA CD-ROM with `-boot once=d`, OVMF
+boots the ISO's EFI image, the installer lays a blank disk out (msdos, vda1 /boot, vda4 EFI
+system, vda5 LVM) and powers off (test_a4_iso_install.py is the same installation under
+SeaBIOS). That disk is the new master « pour la création d'un nouveau master »: vm0 runs on
+an overlay of it, as the guide's VMs run on their master (`diff-img.sh`), and OVMF boots it
+on its own by the removable path EFI/BOOT/BOOTX64.EFI (no NVRAM entry, a fresh copy of
+OVMF_VARS.fd), with its TPM; checked over SSH to its EUI-64 link-local address on its tap
+(two queues: a `multi_queue` tap). One machine boots for both: under TCG an OVMF boot of
+Debian is half a minute. Then the script's refusals. Every QEMU runs in the lab's
+namespace: its SPICE and telnet listeners are there, on localhost, and nowhere in the
+host's namespace.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from labfixtures.errors import HostResourceError, ImageError, LabError, TapInUseError
+from labfixtures.guestimages import default_tb_size
 from labfixtures.qemu import LaunchInfo, Machine, MachineSpec, NicSpec, create_overlay
+from labfixtures.qemu.images import qemu_img_info
 from labfixtures.qemu.swtpm import Swtpm
 
-pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(60)]
+pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(90)]
 
 N = 42  # the VM's number: tap42, MAC b8:ad:ca:fe:00:2a, SPICE 5942, telnet 2342
 MEMORY = 1024  # the guide's second parameter
 BOOT_TIMEOUT = 600.0  # hang guard only: OVMF + GRUB + Debian under TCG take ~1-2 min
+INSTALL_TIMEOUT = 1800.0  # hang guard only: the installer powers the VM off
 
 
 def listeners(netns: str | None = None) -> set[str]:
@@ -56,12 +68,46 @@ def root_listeners() -> dict[str, set[str]]:
     return {}
 
 
+@dataclass
+class Installed:
+    """What A.4's installation left: its serial log and the disk it installed."""
+    log: str
+    disk: Path
+
+
 @pytest.fixture(scope="module")
-def guide_vm(module_lab, debian_image, root_listeners):
-    """vm0 on the `guide` profile, booted from the debian disk by OVMF and its GRUB."""
+def a4_install(module_lab, debian_image, tmp_path_factory) -> Installed:
+    """iso-install-startup.sh on the guide's machine: OVMF boots the ISO's EFI image from
+    the SATA CD-ROM (`-boot once=d`); the installer lays out a blank qcow2 disk and powers
+    the VM off."""
+    iso = debian_image.path / debian_image.facts.get("installer_iso", "installer.iso")
+    tmp = tmp_path_factory.mktemp("a4-uefi")
+    disk = tmp / "vm0-debian-stable-amd64.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8G"], check=True,
+                   timeout=60)
+    inst = Machine(MachineSpec("inst", disk=disk, cdrom=iso, boot_once_cdrom=True,
+                               profile="guide", memory_mb=512,
+                               tb_size_mb=default_tb_size("debian")), tmp / "inst",
+                   netns=module_lab.ns)
+    module_lab.ledger.push("A.4 installer", inst.stop)
+    inst.start()
+    assert inst.proc is not None
+    try:
+        inst.proc.wait(timeout=INSTALL_TIMEOUT)
+    finally:
+        inst.stop()
+    return Installed(inst.serial_text(), disk)
+
+
+@pytest.fixture(scope="module")
+def guide_vm(module_lab, debian_image, a4_install, root_listeners):
+    """vm0 on the `guide` profile, on an overlay of the disk A.4 installed (the image's
+    recipe with that disk: same tree, same host key), booted by OVMF and its GRUB."""
+    assert "labfixtures: install ok" in a4_install.log, a4_install.log[-3000:]
+    master = dataclasses.replace(debian_image, disk=a4_install.disk)
     module_lab.tap(N, multi_queue=True)
     root_listeners["before"] = listeners()
-    vm = module_lab.vm("vm0", tap=N, image=debian_image, profile="guide", memory=MEMORY,
+    vm = module_lab.vm("vm0", tap=N, image=master, profile="guide", memory=MEMORY,
                        start=False)
     vm.start(timeout=BOOT_TIMEOUT)
     vm.ssh(deadline=300)
@@ -98,6 +144,28 @@ def test_the_machine_is_the_scripts_with_the_replacements_said(guide_vm):
     assert "# replaced: -daemonize -> " in text
     # replayable by hand: the last line is the command, from the root namespace
     assert text.splitlines()[-1].startswith(f"ip netns exec {guide_vm.lab.ns} ")
+
+
+def test_a4_the_installer_iso_boots_by_uefi_and_so_does_the_disk_it_installs(a4_install,
+                                                                             guide_vm):
+    """OVMF booted the ISO's EFI image, the installer laid the disk out the guide's way
+    (msdos, vda1 /boot, vda4 EFI system, vda5 LVM; vda3 stays free for §7) and put GRUB
+    on the removable path; vm0 booted from that disk alone, through OVMF."""
+    assert "x86_64-efi" in a4_install.log and "EFI/BOOT/BOOTX64.EFI" in a4_install.log
+    assert guide_vm.overlay is not None
+    backing = qemu_img_info(guide_vm.overlay).get("backing-filename")
+    assert backing == str(a4_install.disk.resolve()), backing
+    argv = guide_vm.machine.cmdline_file.read_text()
+    assert "-kernel" not in argv and "media=cdrom" not in argv, argv
+    assert sh(guide_vm, "test -d /sys/firmware/efi && echo uefi") == "uefi"
+    table = sh(guide_vm, "LC_ALL=C parted -s -m /dev/vda print")
+    assert ":msdos:" in table.splitlines()[1], table
+    parts = {int(p.split(":")[0]): p.rstrip(";").split(":") for p in table.splitlines()[2:]}
+    assert sorted(parts) == [1, 2, 4, 5], table
+    assert parts[4][4].startswith("fat") and "esp" in parts[4][6], table
+    assert sh(guide_vm, "findmnt -n -o FSTYPE /boot/efi") == "vfat"
+    assert sh(guide_vm, "test -f /boot/efi/EFI/BOOT/BOOTX64.EFI && echo ok") == "ok"
+    assert sh(guide_vm, "vgs --noheadings -o vg_name").split() == ["vm0"]
 
 
 def test_the_disk_boots_by_uefi_with_its_tpm(guide_vm):
