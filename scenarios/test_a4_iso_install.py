@@ -39,6 +39,7 @@ from pathlib import Path
 import pytest
 
 from labfixtures.guestimages import default_tb_size, default_vcpus
+from labfixtures.guestimages.debian import GRUB_CMDLINE
 from labfixtures.guests.ssh import GuestSSH
 from labfixtures.qemu import Machine, MachineSpec, NicSpec, qemu_img_info
 
@@ -266,6 +267,8 @@ def test_it_boots_from_its_own_disk_through_grub(installed):
     assert any(w.startswith("BOOT_IMAGE=/vmlinuz-") for w in cmdline), (
         f"GRUB (from /boot on vda1) should have started the kernel: {cmdline}")
     assert "root=/dev/mapper/vm0-root" in cmdline, cmdline
+    missing = set(GRUB_CMDLINE) - set(cmdline)  # the recipe's boot-speed words too
+    assert not missing, f"the installed grub.cfg should pass {sorted(missing)}: {cmdline}"
     mbr = installed.run("python3 -c \"d = open('/dev/vda', 'rb').read(512); "
                         "print(b'GRUB' in d, d[510:].hex())\"").split()
     assert mbr == ["True", "55aa"], f"GRUB's boot code should be in the MBR of vda: {mbr}"
