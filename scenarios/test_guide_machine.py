@@ -37,6 +37,7 @@ import pytest
 
 from labfixtures.errors import HostResourceError, ImageError, LabError, TapInUseError
 from labfixtures.guestimages import default_tb_size
+from labfixtures.guestimages.debian import GRUB_CMDLINE
 from labfixtures.qemu import LaunchInfo, Machine, MachineSpec, NicSpec, create_overlay
 from labfixtures.qemu.images import qemu_img_info
 from labfixtures.qemu.swtpm import Swtpm
@@ -158,6 +159,10 @@ def test_a4_the_installer_iso_boots_by_uefi_and_so_does_the_disk_it_installs(a4_
     argv = guide_vm.machine.cmdline_file.read_text()
     assert "-kernel" not in argv and "media=cdrom" not in argv, argv
     assert sh(guide_vm, "test -d /sys/firmware/efi && echo uefi") == "uefi"
+    cmdline = sh(guide_vm, "cat /proc/cmdline").split()
+    assert any(w.startswith("BOOT_IMAGE=/vmlinuz-") for w in cmdline), cmdline  # its GRUB
+    missing = set(GRUB_CMDLINE) - set(cmdline)  # the recipe's kernel words, /boot's grub.cfg
+    assert not missing, f"the installed grub.cfg should pass {sorted(missing)}: {cmdline}"
     table = sh(guide_vm, "LC_ALL=C parted -s -m /dev/vda print")
     assert ":msdos:" in table.splitlines()[1], table
     parts = {int(p.split(":")[0]): p.rstrip(";").split(":") for p in table.splitlines()[2:]}

@@ -1,30 +1,31 @@
 """The `debian` image: the guide's disk layout (§5, §7), checked from inside the guest.
 
 The disk's own boot loaders are checked where a firmware boots them: GRUB in the MBR under
-SeaBIOS by scenarios/test_a4_iso_install.py (a disk of the same installer ISO, the recipe's
-kernel words included), EFI/BOOT/BOOTX64.EFI under OVMF by scenarios/test_guide_machine.py
-(this image's disk). Here the VM boots directly (`-kernel`), as lab VMs do.
+SeaBIOS by scenarios/test_a4_iso_install.py, EFI/BOOT/BOOTX64.EFI under OVMF by
+scenarios/test_guide_machine.py: both boot a disk that the image's own installer ISO has just
+installed (the image's disk is that installer's output), the recipe's kernel words
+included. Here the VM boots directly (`-kernel`), as lab VMs do.
 
 The image takes minutes to build (debootstrap, then an installer VM under TCG), so these
 tests never build it: ./ci/setup does, and a missing image fails them with the remedy.
-Each VM runs in a private network namespace with a user-mode NIC (guide §8): its `hostfwd`
-port listens on 127.0.0.1 of that namespace, never of the host.
+The VM runs in a lab's network namespace with a user-mode NIC (guide §8): its `hostfwd` port
+listens on 127.0.0.1 of that namespace, never of the host.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from labfixtures.core.addressing import eui64_link_local
-from labfixtures.guestimages import GuestConfig, GuestImage, default_tb_size
+from labfixtures.guestimages import GuestImage
 from labfixtures.guestimages.debian import MASKED_GENERATORS
-from labfixtures.guests.ssh import GuestSSH
-from labfixtures.qemu import Machine, MachineSpec, NicSpec, create_overlay
+from labfixtures.lab.lab import Lab
+from labfixtures.lab.vm import VM
+from labfixtures.qemu import NicSpec
 from labfixtures.qemu.spec import READY_MARKER
 
 pytestmark = [
@@ -36,38 +37,19 @@ pytestmark = [
 ]
 
 
-
-
-def _boot(image: GuestImage, disk: Path, ns: str, run_dir: Path, *, number: int,
-          hostname: str = "vm0") -> tuple[Machine, GuestSSH]:
-    """Boot a VM directly on DISK (an overlay of the image); connect to it over SSH."""
-    nic = NicSpec("user", number=number)
-    spec = MachineSpec.from_image(hostname, image, disk=disk, profile="pc", memory_mb=512,
-                                  vcpus=2, nics=[nic], tb_size_mb=default_tb_size(image.name),
-                                  append=GuestConfig.dhcp(hostname=hostname).to_cmdline())
-    m = Machine(spec, run_dir, netns=ns)
-    try:
-        assert image.facts["marker"] == READY_MARKER
-        m.boot(READY_MARKER, timeout=300)
-        ssh = GuestSSH("127.0.0.1", nic.ssh_port, key=image.private_key, netns=ns,
-                       host_key=image.host_public_key or None).connect(deadline=120)
-    except BaseException:
-        m.stop()
-        raise
-    return m, ssh
-
-
 @pytest.fixture(scope="module")
-def direct_vm(debian_image: GuestImage, module_ns: str,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[GuestSSH]:
-    run_dir = tmp_path_factory.mktemp("debian-direct")
-    disk = create_overlay(debian_image.disk, run_dir / "vm0.qcow2")
-    m, ssh = _boot(debian_image, disk, module_ns, run_dir, number=10)
-    with m, ssh:
-        yield ssh
+def direct_vm(lab_host: Lab, booted_vm: Callable[..., VM],
+              debian_image: GuestImage) -> Iterator[VM]:
+    """vm0 just booted directly (`-kernel`) on the image's disk, a user-mode NIC (DHCP):
+    restored from its automatic checkpoint (`booted_vm`), booted and saved the first time.
+    Everything checked here is the state of a booted system, which a restore gives back."""
+    assert debian_image.facts["marker"] == READY_MARKER
+    with lab_host.scope("debian-image") as lab:
+        yield booted_vm(lab, "vm0", tap=10, user=True, image=debian_image, profile="pc",
+                        memory=512)
 
 
-def test_lvm_volume_group_vm0(direct_vm: GuestSSH) -> None:
+def test_lvm_volume_group_vm0(direct_vm: VM) -> None:
     out = direct_vm.run("vgs --noheadings -o vg_name,pv_count,lv_count", check=True).stdout
     assert out.split() == ["vm0", "1", "1"]
     pvs = direct_vm.run("pvs --noheadings -o pv_name,vg_name", check=True).stdout.split()
@@ -76,7 +58,7 @@ def test_lvm_volume_group_vm0(direct_vm: GuestSSH) -> None:
     assert lvs == ["root", "vm0"]
 
 
-def test_msdos_layout_of_the_guide(direct_vm: GuestSSH) -> None:
+def test_msdos_layout_of_the_guide(direct_vm: VM) -> None:
     out = direct_vm.run("parted -s -m /dev/vda unit MiB print", check=True).stdout
     lines = [line.rstrip(";").split(":") for line in out.splitlines()]
     assert lines[1][5] == "msdos"  # the disk line: path:size:type:ls:ps:label:model
@@ -95,7 +77,7 @@ def test_msdos_layout_of_the_guide(direct_vm: GuestSSH) -> None:
     assert rows["vm0-root"] == ["lvm", "ext4"]
 
 
-def test_root_on_the_logical_volume_and_boot_on_vda1(direct_vm: GuestSSH) -> None:
+def test_root_on_the_logical_volume_and_boot_on_vda1(direct_vm: VM) -> None:
     assert direct_vm.run("findmnt -no SOURCE /", check=True).stdout.strip() == \
         "/dev/mapper/vm0-root"
     assert direct_vm.run("findmnt -no FSTYPE /", check=True).stdout.strip() == "ext4"
@@ -105,7 +87,7 @@ def test_root_on_the_logical_volume_and_boot_on_vda1(direct_vm: GuestSSH) -> Non
     assert "/dev/mapper/vm0-root" in fstab and " /boot " in fstab
 
 
-def test_user_etu_and_root_by_key_only(direct_vm: GuestSSH) -> None:
+def test_user_etu_and_root_by_key_only(direct_vm: VM) -> None:
     assert direct_vm.run("id -un etu", check=True).stdout.strip() == "etu"
     assert direct_vm.run("getent passwd etu", check=True).stdout.split(":")[5] == "/home/etu"
     assert "ssh-ed25519" in direct_vm.run("cat /home/etu/.ssh/authorized_keys").stdout
@@ -114,7 +96,7 @@ def test_user_etu_and_root_by_key_only(direct_vm: GuestSSH) -> None:
     assert "passwordauthentication no" in sshd
 
 
-def test_guest_configuration_and_eui64(direct_vm: GuestSSH) -> None:
+def test_guest_configuration_and_eui64(direct_vm: VM) -> None:
     assert direct_vm.run("hostname", check=True).stdout.strip() == "vm0"
     v4 = direct_vm.run("ip -4 addr show dev eth0", check=True).stdout
     assert "inet 10.0.2.15/24" in v4
@@ -124,7 +106,7 @@ def test_guest_configuration_and_eui64(direct_vm: GuestSSH) -> None:
     assert direct_vm.run("systemctl --failed --no-legend", check=True).stdout.strip() == ""
 
 
-def test_boot_order_for_a_fast_ssh(direct_vm: GuestSSH) -> None:
+def test_boot_order_for_a_fast_ssh(direct_vm: VM) -> None:
     """What the recipe does for boot speed is in place, and nothing failed for it."""
     gens = direct_vm.run("readlink " + " ".join(f"/etc/systemd/system-generators/{g}"
                                                for g in MASKED_GENERATORS), check=True)
