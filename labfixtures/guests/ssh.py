@@ -20,6 +20,7 @@ import logging
 import select
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -265,6 +266,25 @@ def _quiet_paramiko() -> Any:
         yield
     finally:
         log.setLevel(level)
+
+
+def forget_host_keys(known_hosts: Path, names: Iterable[str]) -> list[str]:
+    """Drop the lines of NAMES (`host` or `[host]:port`) from the KNOWN_HOSTS file; the
+    lines removed. A guest that is gone takes its key with it: the next guest at that
+    address is a new machine, met for the first time (a key that changes while a guest
+    lives is still refused). Lines of other hosts, and comments, stay as they are."""
+    if not known_hosts.is_file():
+        return []
+    wanted = set(names)
+    kept: list[str] = []
+    dropped: list[str] = []
+    for line in known_hosts.read_text().splitlines(keepends=True):
+        fields = line.split()
+        hosts = set(fields[0].split(",")) if fields and not line.startswith("#") else set()
+        (dropped if hosts & wanted else kept).append(line)
+    if dropped:
+        known_hosts.write_text("".join(kept))
+    return dropped
 
 
 def fingerprint(key: paramiko.PKey) -> str:

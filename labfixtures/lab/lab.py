@@ -334,6 +334,7 @@ class Lab:
         check_taps(self, name, [n.tap for n in nics if not n.user and n.tap is not None])
         vm = VM(self, name, list(nics), opts)
         self.ledger.push(f"VM {name} record", lambda: self._s.vms.pop(name, None))
+        self.ledger.push(f"VM {name} host keys", vm.forget_host_keys)
         self.ledger.push(f"VM {name} overlay", vm.remove_overlay)
         self.ledger.push(f"VM {name}", vm.stop)
         self._s.vms[name] = vm

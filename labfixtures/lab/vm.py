@@ -29,7 +29,7 @@ from labfixtures.errors import ImageError, LabError
 from labfixtures.guestimages import kernels
 from labfixtures.guestimages.config import GuestConfig
 from labfixtures.guests.guest import Guest
-from labfixtures.guests.ssh import GuestSSH, Result
+from labfixtures.guests.ssh import GuestSSH, Result, forget_host_keys
 from labfixtures.lab.state import VM_STATE, VmState
 from labfixtures.lab.vmhost import VmHost, check_taps
 from labfixtures.lab.vmspec import VmNic, VmOptions, guest_config
@@ -57,6 +57,7 @@ class VM(Guest):
         self.overlay: Path | None = None
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
+        self._known_as: set[str] = set()  # its names in the lab's known-hosts file
         self.boot_seconds: float | None = None
         self.kept_overlay: Path | None = None
         self.loadvm: str | None = None  # the saved state the last start resumed (-loadvm)
@@ -228,7 +229,22 @@ class VM(Guest):
             self._ssh = GuestSSH(host, port, user="root", key=self.image.private_key,
                                  netns=ns, known_hosts=self.lab.known_hosts)
             self._ssh.connect(deadline=deadline)
+            self._known_as.add(self._ssh.host_key_name)
         return self._ssh
+
+    def forget_host_keys(self) -> None:
+        """Remove this VM's host keys from the lab's known-hosts file (its teardown): the
+        next VM at its address is another machine. While the VM lives, a changed key is
+        refused (HostKeyChangedError), reboots and restores included."""
+        names = set(self._known_as)  # what vm.ssh() connected to; and, for a connection
+        for nic in self.nics[:1]:  # made otherwise, the first NIC's usual names
+            spec = nic.nic_spec()
+            if nic.user and spec.ssh_port is not None:
+                names.add(f"[127.0.0.1]:{spec.ssh_port}")
+            elif nic.tap is not None and spec.mac is not None:
+                names.add(f"{eui64_link_local(spec.mac)}%tap{nic.tap}")
+        forget_host_keys(self.lab.known_hosts, names)
+        self._known_as.clear()
 
     def run(self, cmd: str, timeout: float = 60.0, check: bool = False) -> Result:
         """Run CMD in the guest (exit status, stdout, stderr)."""

@@ -110,7 +110,7 @@ def test_a_vm_with_a_disk_gets_its_memory_and_its_disk_back(lab, store, debian_i
     disk (a file in /root, synced) come back. `-loadvm` cannot restore it (it looks for
     the memory in the overlay, whose snapshot is disk-only: "This is a disk-only
     snapshot"), so QEMU starts paused and loads by QMP; the overlay keeps no snapshot."""
-    table1(lab)  # and tap9: a worker's lab remembers tap2's address with the tiny's host key
+    table1(lab)  # and tap9, a tap of its own
     lab.tap(9)
     lab.switches["sw0"].add_port("tap9", tag=2)
     vm = lab.vm("vm0", tap=9, addresses=["203.0.113.139/26"], gateway=GATEWAY,

@@ -17,7 +17,7 @@ import paramiko
 import pytest
 
 from labfixtures.errors import HostKeyChangedError, LabError
-from labfixtures.guests.ssh import GuestSSH, fingerprint
+from labfixtures.guests.ssh import GuestSSH, fingerprint, forget_host_keys
 
 
 class _Server(paramiko.ServerInterface):
@@ -161,3 +161,38 @@ def test_a_slow_key_exchange_is_waited_for(tmp_path, client_key, guest_keys):
         assert time.monotonic() - t0 < 8.0
     finally:
         guest.close()
+
+
+def test_forget_host_keys_drops_only_the_names_given(tmp_path):
+    known = tmp_path / "known_hosts"
+    known.write_text("# a comment\n"
+                     "[127.0.0.1]:2210 ssh-ed25519 AAAAone\n"
+                     "fe80::baad:caff:fefe:2%tap2 ssh-ed25519 AAAAtwo\n"
+                     "fe80::baad:caff:fefe:2%tap22 ssh-ed25519 AAAAthree\n"
+                     "other,[127.0.0.1]:2210 ecdsa-sha2-nistp256 AAAAfour\n"
+                     "[127.0.0.1]:22100 ssh-ed25519 AAAAfive\n")
+    dropped = forget_host_keys(known, ["[127.0.0.1]:2210", "fe80::baad:caff:fefe:2%tap2"])
+    assert [line.split()[-1] for line in dropped] == ["AAAAone", "AAAAtwo", "AAAAfour"]
+    assert known.read_text() == ("# a comment\n"
+                                 "fe80::baad:caff:fefe:2%tap22 ssh-ed25519 AAAAthree\n"
+                                 "[127.0.0.1]:22100 ssh-ed25519 AAAAfive\n")
+    assert forget_host_keys(known, ["nobody"]) == []
+    assert forget_host_keys(tmp_path / "missing", ["[127.0.0.1]:2210"]) == []
+
+
+def test_a_forgotten_host_is_met_again_for_the_first_time(tmp_path, client_key, guest_keys):
+    """What a VM's teardown does (VM.forget_host_keys): the next guest at the address, with
+    another key, is remembered instead of refused."""
+    old, new = guest_keys
+    known = tmp_path / "known_hosts"
+    guest = FakeGuest(old)
+    try:
+        first = _connect(guest.port, client_key, known)
+        first.close()
+        assert forget_host_keys(known, [first.host_key_name])
+        guest.host_key = new
+        _connect(guest.port, client_key, known).close()
+    finally:
+        guest.close()
+    assert fingerprint(new) != fingerprint(old)
+    assert known.read_text().split()[-1] == new.get_base64()
