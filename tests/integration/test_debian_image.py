@@ -47,8 +47,6 @@ def direct_vm(lab_host: Lab, booted_vm: Callable[..., VM],
     Everything checked here is the state of a booted system, which a restore gives back."""
     assert debian_image.facts["marker"] == READY_MARKER
     with lab_host.scope("debian-image") as lab:
-        # number 13 (SSH on 2213): a worker's lab host remembers each forwarded port's host
-        # key, and scenario s08 reaches the tiny guest on 2210
         yield booted_vm(lab, "vm0", tap=N, user=True, image=debian_image, profile="pc",
                         memory=512)
 
