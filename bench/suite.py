@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTEST = str(Path(sys.executable).with_name("pytest"))
 COMMANDS = {"main": ["scenarios/"], "whole": ["-n", "2", "tests/", "scenarios/"]}
 DURATION = re.compile(r"^(\d+\.\d+)s (setup|call|teardown)\s+(\S+?)::")
-SUMMARY = re.compile(r"=+ (.*?) in (\d+\.\d+)s")
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed|error).*?) in (\d+\.\d+)s\b", re.M)
 
 
 def cpu_children() -> float:
