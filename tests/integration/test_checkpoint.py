@@ -105,15 +105,18 @@ def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, 
     assert [c.tag for c in store.list("vm0")] == ["step1"]
 
 
-def test_a_vm_with_a_disk_gets_its_memory_and_its_disk_back(lab, store, debian_image):
+def test_a_vm_with_a_disk_gets_its_memory_and_its_disk_back(lab, lab_vm, store,
+                                                           debian_image):
     """The debian guest on its qcow2 overlay: the memory (a file in /run, a tmpfs) and the
     disk (a file in /root, synced) come back. `-loadvm` cannot restore it (it looks for
     the memory in the overlay, whose snapshot is disk-only: "This is a disk-only
-    snapshot"), so QEMU starts paused and loads by QMP; the overlay keeps no snapshot."""
+    snapshot"), so QEMU starts paused and loads by QMP; the overlay keeps no snapshot.
+    vm0 itself comes up from its automatic checkpoint (`lab_vm`: booted and saved the
+    first time, that same path): the checkpoint saved here is of a restored VM."""
     table1(lab)  # and tap9, a tap of its own
     lab.tap(9)
     lab.switches["sw0"].add_port("tap9", tag=2)
-    vm = lab.vm("vm0", tap=9, addresses=["203.0.113.139/26"], gateway=GATEWAY,
+    vm = lab_vm("vm0", tap=9, addresses=["203.0.113.139/26"], gateway=GATEWAY,
                 image=debian_image, memory=512, vcpus=1)
     vm.run("echo disk > /root/kept && echo mem > /run/kept && sync", check=True)
     boot_id = vm.run("cat /proc/sys/kernel/random/boot_id", check=True).stdout
