@@ -239,9 +239,8 @@ class HostKeyChangedError(LabError):
         self.known_hosts = known_hosts
         where = f" in {known_hosts}" if known_hosts else ""
         remedy = (f"if the guest was rebuilt or its keys regenerated on purpose, remove its "
-                  f"line: ssh-keygen -R '{host}' -f {known_hosts} (or start a new VM there: a VM's "
-                  f"keys leave the file with it); "
-                  "otherwise another machine answers at this address"
+                  f"line: ssh-keygen -R '{host}' -f {known_hosts} (a VM's keys also leave "
+                  "the file with the VM); otherwise another machine answers at this address"
                   if known_hosts else "check the host key given for this guest")
         super().__init__(f"the SSH host key of {host} changed: it offers {key_type} "
                          f"{new_fingerprint}, the key remembered{where} is "

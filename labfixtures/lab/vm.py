@@ -57,7 +57,7 @@ class VM(Guest):
         self.overlay: Path | None = None
         self.machine: Machine | None = None
         self._ssh: GuestSSH | None = None
-        self._known_as: set[str] = set()  # its names in the lab's known-hosts file
+        self._known_as: set[str] = set()  # the names vm.ssh() reached it by
         self.boot_seconds: float | None = None
         self.kept_overlay: Path | None = None
         self.loadvm: str | None = None  # the saved state the last start resumed (-loadvm)
@@ -236,14 +236,7 @@ class VM(Guest):
         """Remove this VM's host keys from the lab's known-hosts file (its teardown): the
         next VM at its address is another machine. While the VM lives, a changed key is
         refused (HostKeyChangedError), reboots and restores included."""
-        names = set(self._known_as)  # what vm.ssh() connected to; and, for a connection
-        for nic in self.nics[:1]:  # made otherwise, the first NIC's usual names
-            spec = nic.nic_spec()
-            if nic.user and spec.ssh_port is not None:
-                names.add(f"[127.0.0.1]:{spec.ssh_port}")
-            elif nic.tap is not None and spec.mac is not None:
-                names.add(f"{eui64_link_local(spec.mac)}%tap{nic.tap}")
-        forget_host_keys(self.lab.known_hosts, names)
+        forget_host_keys(self.lab.known_hosts, self._known_as)
         self._known_as.clear()
 
     def run(self, cmd: str, timeout: float = 60.0, check: bool = False) -> Result:
