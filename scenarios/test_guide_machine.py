@@ -39,7 +39,7 @@ from labfixtures.errors import HostResourceError, ImageError, LabError, TapInUse
 from labfixtures.guestimages import default_tb_size
 from labfixtures.guestimages.debian import GRUB_CMDLINE
 from labfixtures.qemu import LaunchInfo, Machine, MachineSpec, NicSpec, create_overlay
-from labfixtures.qemu.images import qemu_img_info
+from labfixtures.qemu.images import create_disk, qemu_img_info
 from labfixtures.qemu.swtpm import Swtpm
 
 pytestmark = [pytest.mark.root, pytest.mark.vm, pytest.mark.slow(90)]
@@ -83,9 +83,7 @@ def a4_install(module_lab, debian_image, tmp_path_factory) -> Installed:
     the VM off."""
     iso = debian_image.path / debian_image.facts.get("installer_iso", "installer.iso")
     tmp = tmp_path_factory.mktemp("a4-uefi")
-    disk = tmp / "vm0-debian-stable-amd64.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "8G"], check=True,
-                   timeout=60)
+    disk = create_disk(tmp / "vm0-debian-stable-amd64.qcow2", "8G")  # blank, as in A.4
     inst = Machine(MachineSpec("inst", disk=disk, cdrom=iso, boot_once_cdrom=True,
                                profile="guide", memory_mb=512,
                                tb_size_mb=default_tb_size("debian")), tmp / "inst",
