@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pytest
 
+from labfixtures import checkpoint
 from labfixtures.errors import HostResourceError, ImageError, LabError, TapInUseError
 from labfixtures.guestimages import default_tb_size
 from labfixtures.guestimages.debian import GRUB_CMDLINE
@@ -234,6 +235,28 @@ def test_spice_and_telnet_listen_on_localhost_in_the_lab_namespace_only(guide_vm
     before, after = root_listeners["before"], root_listeners["after"]
     assert not ports(after - before) & {spice, telnet}, after - before
     assert not ports(listeners()) & {spice, telnet}
+
+
+def test_a_checkpoint_resumes_the_machine_with_its_disk_and_its_tpm(guide_vm, tmp_path):
+    """A student saves the lab mid-way and resumes it later: the guide's machine (its disk
+    on an iothread as `drive0`, OVMF, the swtpm TPM) is checkpointed like any VM. The guest
+    is resumed, not rebooted: same boot id, the file written before the save and not the
+    one written after, and the TPM, whose state travels in QEMU's, answers the same PCR."""
+    store = checkpoint.CheckpointStore(tmp_path / "checkpoints")
+    pcr0 = "cat /sys/class/tpm/tpm0/pcr-sha256/0"
+    sh(guide_vm, "echo before > /root/step && sync")
+    boot_id, pcr = sh(guide_vm, "cat /proc/sys/kernel/random/boot_id"), sh(guide_vm, pcr0)
+    cp = checkpoint.save(guide_vm, "mid-way", store=store)
+    assert cp.file(checkpoint.DISK_FILE) is not None, "the disk was not saved"
+    sh(guide_vm, "echo after > /root/step && sync")
+    before = guide_vm.machine.pid
+    checkpoint.restore(guide_vm, "mid-way", store=store, timeout=120)
+    assert guide_vm.machine.pid != before, "restoring starts a new QEMU"
+    assert sh(guide_vm, "cat /root/step") == "before"
+    assert sh(guide_vm, "cat /proc/sys/kernel/random/boot_id") == boot_id
+    assert sh(guide_vm, pcr0) == pcr
+    swtpm = guide_vm.machine.swtpm
+    assert swtpm is not None and swtpm.running
 
 
 # -- the script's refusals ------------------------------------------------------------------

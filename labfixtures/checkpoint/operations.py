@@ -187,7 +187,7 @@ def restore(vm: VM, tag: str, *, store: CheckpointStore | None = None,
         vm.start(wait=False, extra_args=[*state_drive_args(state), "-S"])
         vm.loadvm = tag
         assert vm.machine is not None
-        load_into(vm.machine, tag, timeout)
+        load_into(vm.machine, tag, overlay, timeout)
     if wait:
         _wait_restored(vm, cp, timeout)
     return vm

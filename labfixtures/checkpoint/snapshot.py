@@ -62,12 +62,12 @@ def state_drive_args(state: Path) -> list[str]:
                       f"file={str(state).replace(',', ',,')}"]
 
 
-def load_into(mon: Monitor, tag: str, timeout: float = 600.0) -> None:
-    """Load TAG into a QEMU started paused (`-S`) with the state drive and a disk overlay
-    (disk0): the memory from the state file, the disk from its own snapshot; then run.
+def load_into(mon: Monitor, tag: str, overlay: Path, timeout: float = 600.0) -> None:
+    """Load TAG into a QEMU started paused (`-S`) with the state drive and the disk
+    OVERLAY: the memory from the state file, the disk from its own snapshot; then run.
     The overlay's snapshot is deleted before the guest runs: the VM's disk is an overlay
     like any other (`qemu-img resize` refuses an image holding snapshots)."""
-    disk = _disk_node(mon)
+    disk = _disk_node(mon, overlay)
     _run_job(mon, "snapshot-load", f"{STATE_NODE}-load", timeout=timeout, tag=tag,
              vmstate=STATE_NODE, devices=[STATE_NODE, disk])
     _run_job(mon, "snapshot-delete", f"{STATE_NODE}-del", timeout=timeout, tag=tag,
@@ -98,13 +98,18 @@ def _run_job(mon: Monitor, command: str, job_id: str, timeout: float = 600.0,
                               "see the QEMU log in the VM's run directory", reason="qemu")
 
 
-def _disk_node(mon: Monitor, device: str = "disk0") -> str:
+def _disk_node(mon: Monitor, overlay: Path) -> str:
+    """The block node of the drive whose file is OVERLAY. Found by its file, not by the
+    drive's id: labfixtures' machines call it `disk0`, the guide's script `drive0`."""
+    want = os.path.realpath(overlay)
     for b in _list(mon.qmp("query-block")):
         inserted = b.get("inserted")
-        if b.get("device") == device and isinstance(inserted, Mapping):
+        if isinstance(inserted, Mapping) and \
+                os.path.realpath(str(inserted.get("file", ""))) == want:
             return str(inserted["node-name"])
-    raise CheckpointError(f"the VM has no disk {device!r} to snapshot",
-                          "a VM with an overlay has its disk as disk0", reason="qemu")
+    raise CheckpointError(f"the VM has no drive on {overlay} to snapshot",
+                          "start the VM with its overlay as a drive (VM.start() does)",
+                          reason="qemu")
 
 
 def snapshot_to(mon: Monitor, tag: str, state: Path, overlay: Path | None = None,
@@ -120,7 +125,7 @@ def snapshot_to(mon: Monitor, tag: str, state: Path, overlay: Path | None = None
     timings: dict[str, float] = {}
     try:
         devices = [node]
-        disk = _disk_node(mon) if overlay is not None else None
+        disk = _disk_node(mon, overlay) if overlay is not None else None
         if disk is not None:
             devices.append(disk)
         status = mon.qmp("query-status")
