@@ -13,6 +13,8 @@ caller or a test decides on those fields, never on the wording of the message::
       QmpError                  command, error, machine (QEMU answered a QMP command with
                                 an error, or the connection broke)
       BootError                 machine, marker, exitcode (the guest never said it was ready)
+      NicMacError               machine, wanted, have (QEMU gave a NIC another MAC than
+                                asked: the lab's EUI-64 address for the VM is wrong)
       ImageError                image (a guest image missing, unbuilt or unusable)
       CheckpointError           checkpoint, reason, vm, tag, path (a checkpoint missing,
                                 damaged or mismatched; a bundle refused)
@@ -160,6 +162,22 @@ class BootError(LabError):
         self.stopped = stopped
         self.timeout = timeout
         super().__init__(problem, remedy)
+
+
+class NicMacError(LabError):
+    """QEMU runs MACHINE, but its NICs have the MACs HAVE (QEMU's own account), not WANTED:
+    the machine is not what was asked (a QEMU regression, not a broken lab)."""
+
+    def __init__(self, machine: str, wanted: Sequence[str], have: Sequence[str]) -> None:
+        self.machine = machine
+        self.wanted = list(wanted)
+        self.have = list(have)
+        super().__init__(
+            f"QEMU gave machine {machine}'s NICs the MACs {', '.join(have) or 'none'}, not "
+            f"{', '.join(wanted)} that its command line asks: the lab's address for it, the "
+            "EUI-64 of that MAC, would never answer",
+            "this QEMU does not honour virtio-net's mac= option: try another QEMU "
+            "(`labctl regress bisect --qemu ...` finds the first that breaks)")
 
 
 class ImageError(LabError):

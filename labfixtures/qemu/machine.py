@@ -37,6 +37,7 @@ from labfixtures.errors import (
     BootError,
     ImageError,
     LabError,
+    NicMacError,
     QemuLaunchError,
     QmpError,
     TapInUseError,
@@ -223,7 +224,24 @@ class Machine:
                                  qemu_binary=self.qemu)
         self.launch.write(self.run_dir)
         self._connect_qmp(qmp_timeout)
+        self._check_macs()
         return self
+
+    def _check_macs(self) -> None:
+        """Each NIC has the MAC its spec gives, as QEMU itself says (`query-rx-filter`):
+        a lab reaches a VM at the EUI-64 address of that MAC, so a QEMU that dropped it
+        would leave SSH waiting for an address nobody has. Said now, with both MACs.
+        Not for a QEMU that resumes a saved state (paused, `-loadvm`, `-incoming`): the
+        guest may have set a MAC of its own before the save."""
+        wanted = [n.mac.lower() for n in self.spec.nics if n.mac]
+        if not wanted or {"-S", "-loadvm", "-incoming"} & set(self.argv):
+            return
+        filters = self.qmp("query-rx-filter")
+        have = [str(f.get("main-mac", "")).lower() for f in filters
+                if isinstance(f, dict)] if isinstance(filters, list) else []
+        missing = [m for m in wanted if m not in have]
+        if missing:
+            raise NicMacError(self.name, missing, have)
 
     def _died(self) -> QemuLaunchError:
         assert self.proc is not None

@@ -39,6 +39,7 @@ from labfixtures.errors import (
     HostResourceError,
     ImageError,
     LabError,
+    NicMacError,
     QemuLaunchError,
     QmpError,
 )
@@ -55,7 +56,7 @@ LAB_ERRORS: tuple[type[BaseException], ...] = (QemuLaunchError, ImageError, Host
 #: what a fixture may raise when the thing under test broke (a guest that no longer boots
 #: on a new kernel is a failure, not a lab error)
 SETUP_FAILURES: tuple[type[BaseException], ...] = (AssertionError, BootError, GuestCommandError,
-                                                   QmpError)
+                                                   NicMacError, QmpError)
 
 
 def failure_outcome(exc: BaseException | None, phase: str) -> Outcome:
