@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from labfixtures.core.runner import run
 from labfixtures.errors import CommandError, HostResourceError, ImageError, LabError
-from labfixtures.guestimages import apt, installer, rootfs
+from labfixtures.guestimages import apt, bzimage, installer, rootfs
 from labfixtures.guestimages.cache import (
     GuestImage,
     ImageCache,
@@ -61,7 +61,7 @@ from labfixtures.guestimages.cache import (
     source_digest,
 )
 from labfixtures.guestimages.installer import InstallerMedia, InstallOptions
-from labfixtures.guestimages.rootfs import chroot, data_file, extract_vmlinux
+from labfixtures.guestimages.rootfs import chroot, data_file
 from labfixtures.qemu.accel import resolve as resolve_accel
 from labfixtures.qemu.spec import READY_MARKER
 
@@ -158,7 +158,7 @@ class DebianRecipe:
             kernel = apt.apt_candidate("linux-image-amd64")[0]
         except LabError:
             kernel = "unknown"
-        files = [Path(__file__), Path(installer.__file__), Path(rootfs.__file__),
+        files = [*(Path(m.__file__ or "") for m in (installer, rootfs, bzimage)), Path(__file__),
                  Path(apt.__file__), *sorted(data_file("").glob("debian-*"))]
         return {"suite": self.suite, "packages": sorted(self.packages), "user": self.user,
                 "hostname": self.hostname, "disk_size": self.disk_size,
@@ -229,7 +229,7 @@ class DebianRecipe:
             # The uncompressed kernel boots through its PVH entry: no inflating of vmlinuz,
             # seconds saved under TCG (docs/host-facts.md).
             kernel = out / "vmlinux"
-            extract_vmlinux(vmlinuz, kernel)
+            bzimage.extract_vmlinux(vmlinuz, kernel)
             final_disk = out / "disk.qcow2"
             if self.compress:
                 run(["qemu-img", "convert", "-c", "-O", "qcow2", str(disk), str(final_disk)],

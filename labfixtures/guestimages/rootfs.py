@@ -1,9 +1,9 @@
-"""Working on a guest's files from the host: a chroot, paths and libraries inside a tree, the
-kernel inside vmlinuz. Shared by the recipes (`tiny`, `debian`) and the installer."""
+"""Working on a guest's files from the host: a chroot, paths and libraries inside a tree.
+Shared by the recipes (`tiny`, `debian`) and the installer (the kernel inside vmlinuz:
+bzimage.py)."""
 
 from __future__ import annotations
 
-import lzma
 import os
 import re
 from importlib import resources
@@ -77,17 +77,3 @@ def shared_libraries(binary: Path) -> list[str]:
 def tree_libraries(tree: Path, binary: str) -> list[str]:
     """The shared libraries BINARY of TREE loads, as `ldd` run inside the tree sees them."""
     return parse_ldd(chroot(tree, "ldd", binary))
-
-
-def extract_vmlinux(vmlinuz: Path, out: Path) -> None:
-    """The uncompressed kernel (ELF with a PVH note) from the xz stream inside bzImage."""
-    data = vmlinuz.read_bytes()
-    start = data.find(b"\xfd7zXZ\x00")
-    if start < 0:
-        raise LabError(f"{vmlinuz.name} holds no xz stream",
-                       "this recipe expects Debian's xz-compressed kernel (CONFIG_KERNEL_XZ)")
-    dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    elf = dec.decompress(data[start:])
-    if not elf.startswith(b"\x7fELF"):
-        raise LabError(f"the xz stream in {vmlinuz.name} is not an ELF kernel", "")
-    out.write_bytes(elf)

@@ -5,8 +5,9 @@ Why these choices (docs/host-facts.md, measured under TCG):
 * the kernel is Debian's own (`linux-image-amd64`'s dependency, fetched with
   `apt-get download`), never the host's /boot: the image must not change when the host
   upgrades its kernel, only when APT offers a new package;
-* `vmlinux` is extracted from the xz stream inside `vmlinuz` and booted through its PVH
-  entry: decompressing under TCG costs ~3 s per boot, extracting once costs ~1 s;
+* `vmlinux` is extracted from the compressed stream inside `vmlinuz` (xz; lz4 in Debian's
+  `cloud` flavour) and booted through its PVH entry: decompressing under TCG costs ~3 s
+  per boot, extracting once costs ~1 s;
 * the initramfs is the root filesystem (no disk, nothing to copy per VM); it holds
   busybox-static, dropbear with a host key made at build time (generating one at first
   connection cost ~1 s), iproute2's real `ip` (busybox's lacks much of what scenarios
@@ -34,10 +35,11 @@ from typing import Any
 
 from labfixtures.core.runner import run
 from labfixtures.errors import LabError
-from labfixtures.guestimages import apt, rootfs
+from labfixtures.guestimages import apt, bzimage, rootfs
 from labfixtures.guestimages.apt import apt_download, deb_extract, require_installed
+from labfixtures.guestimages.bzimage import extract_vmlinux
 from labfixtures.guestimages.cache import GuestImage, ImageCache, Progress, source_digest
-from labfixtures.guestimages.rootfs import data_file, extract_vmlinux, shared_libraries
+from labfixtures.guestimages.rootfs import data_file, shared_libraries
 from labfixtures.qemu.spec import READY_MARKER
 
 KERNEL_META = "linux-image-amd64"
@@ -164,7 +166,7 @@ class TinyRecipe:
     steps: int = 7
 
     def kernel_package(self, cache: ImageCache) -> tuple[str, str]:
-        """The kernel the `linux-image-amd64` metapackage would install now, and its version."""
+        """The kernel the KERNEL_META metapackage would install now, and its version."""
         _, depends = cache.apt_candidate(KERNEL_META)
         m = re.search(r"(linux-image-[0-9][^ ,()]*)(?: \(= ([^)]+)\))?", depends)
         if not m:
@@ -178,7 +180,7 @@ class TinyRecipe:
         here = Path(__file__).parent
         return {
             "sources": source_digest(Path(__file__), here / "cache.py", Path(apt.__file__),
-                                     Path(rootfs.__file__),
+                                     Path(rootfs.__file__), Path(bzimage.__file__),
                                      *(data_file(f) for f, _ in INIT_FILES.values())),
             "params": {"compress": self.compress, "modules": MODULES},
             "packages": {pkg: version, **require_installed(HOST_PACKAGES)},
@@ -201,7 +203,7 @@ class TinyRecipe:
             release = vmlinuz.name.removeprefix("vmlinuz-")
             modules = self._modules(root)
 
-            progress.step("extracting vmlinux (PVH entry) from the xz stream of vmlinuz")
+            progress.step("extracting vmlinux (PVH entry) from vmlinuz")
             extract_vmlinux(vmlinuz, out / "vmlinux")
 
         progress.step("collecting busybox, dropbear, ip and their libraries")
