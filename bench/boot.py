@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labfixtures import guestimages  # noqa: E402
 from labfixtures.core import netns, runner  # noqa: E402
 from labfixtures.core.addressing import eui64_link_local  # noqa: E402
+from labfixtures.guestimages import kernels  # noqa: E402
 from labfixtures.guests.ssh import GuestSSH  # noqa: E402
 from labfixtures.qemu import (  # noqa: E402
     Machine,
@@ -243,6 +244,11 @@ def run_peer(img: guestimages.GuestImage, runs: int, extra: str,
     return markers, exits
 
 
+def kernel_label(package: str) -> str:
+    """`6.1.0-57-cloud-amd64` of linux-image-6.1.0-57-cloud-amd64; `default` stays."""
+    return package.removeprefix("linux-image-")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -257,6 +263,9 @@ def main() -> int:
     ap.add_argument("--tb-sizes", default=str(TB_SIZE_MB),
                     help=f"TCG translation cache sizes in MiB, comma-separated; 'default': "
                          f"QEMU's own (default: {TB_SIZE_MB}, labfixtures' own)")
+    ap.add_argument("--kernels", default="default",
+                    help="tiny only: the Debian kernel packages to boot it on, comma-separated "
+                         "('default': the recipe's), e.g. default,linux-image-6.1.0-57-cloud-amd64")
     ap.add_argument("--balloon", action="store_true",
                     help="add virtio-balloon with free page reporting")
     ap.add_argument("--rss", type=float, default=0.0, metavar="S",
@@ -273,26 +282,34 @@ def main() -> int:
     if any(o in args.peer_opts for o in ("--net", "-n ", "--ssh")):
         ap.error("--peer-opts: no network options (they would touch the host's network)")
 
+    if args.image != "tiny" and args.kernels != "default":
+        ap.error("--kernels is for the tiny image")
     t = time.monotonic()
-    img = guestimages.build(args.image)
+    images = {k: guestimages.build(args.image) if k == "default" else
+              kernels.build_tiny(k, progress=None) for k in args.kernels.split(",")}
     memory = args.memory or (1024 if args.image == "debian" else 256)
-    print(f"image: {img.path.name} (ready in {time.monotonic() - t:.2f}s)")
+    for k, img in images.items():
+        print(f"image: {img.path.name} ({k}: {img.facts.get('kernel_release', '?')})")
+    print(f"(ready in {time.monotonic() - t:.2f}s)")
     print(f"accel: {detect().name} ({detect().reason}); load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     rows = []
     tbs = {t: None if t == "default" else int(t) for t in args.tb_sizes.split(",")}
-    variants = [(p, t) for p in args.profiles.split(",") for t in tbs]
-    label = {v: v[0] if len(tbs) == 1 else f"{v[0]}/tb{v[1]}" for v in variants}
-    times: dict[tuple[str, str], tuple[list[float], list[float]]] = \
+    variants = [(p, t, k) for p in args.profiles.split(",") for t in tbs for k in images]
+    label = {v: v[0] + ("" if len(tbs) == 1 else f"/tb{v[1]}")
+             + ("" if len(images) == 1 else f"/{kernel_label(v[2])}") for v in variants}
+    times: dict[tuple[str, str, str], tuple[list[float], list[float]]] = \
         {v: ([], []) for v in variants}
-    mems: dict[tuple[str, str], list[dict[str, float]]] = {v: [] for v in variants}
+    mems: dict[tuple[str, str, str], list[dict[str, float]]] = {v: [] for v in variants}
     # interleaved (run 1 of each profile, then run 2...): a load that changes during the
     # bench (a shared machine) weighs on every profile alike
     for i in range(args.runs):
         for variant in variants:
-            profile, tb = variant
+            profile, tb, kernel = variant
+            img = images[kernel]
             markers, readies = times[variant]
-            ns = f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{tb[:3]}-{i}"
+            ns = (f"{args.ns_prefix}-{os.getpid() % 100000}-{profile[:4]}-{tb[:3]}-"
+                  f"{list(images).index(kernel)}-{i}")
             netns.create(ns)
             try:
                 runner.run(["ip", "link", "set", "lo", "up"], netns=ns)
@@ -336,10 +353,11 @@ def main() -> int:
     if any(mems.values()):
         print(f"\nQEMU memory {args.rss:g} s after SSH ready, MiB (medians; -m {memory}"
               f"{', balloon' if args.balloon else ''}; files = shared page cache):")
-        print(f"{'variant':<12}" + "".join(f"{k:>11}" for k in MEM_PARTS))
+        lw = max(12, *(len(v) + 1 for v in label.values()))
+        print(f"{'variant':<{lw}}" + "".join(f"{k:>11}" for k in MEM_PARTS))
         for variant, ms in mems.items():
             if ms:
-                print(f"{label[variant]:<12}" + "".join(
+                print(f"{label[variant]:<{lw}}" + "".join(
                     f"{statistics.median(m[k] for m in ms):>11.1f}" for k in MEM_PARTS))
     print(f"(load average now {os.getloadavg()[0]:.2f})")
     return 0
