@@ -4,8 +4,10 @@ lab file, and a wrong lab file refused with file, key and fix, leaving nothing b
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,25 @@ def test_failure_during_up_leaves_nothing(tmp_path):
     assert "guest image 'tiny' is not built" in cp.stderr, cp.stderr
     assert not netns.exists("lf-half-built")
     assert not Path("/run/labfixtures/lf-half-built").exists()
+
+
+def test_a_killed_image_build_leaves_no_work_folder(tmp_path):
+    """SIGTERM (a `kill`, a CI timeout) in the middle of `labctl image build`: the image's
+    work folder in the cache is removed on the way out, as after Ctrl-C, and labctl says
+    it was interrupted (130). The kernel packages are the real cache's: nothing is
+    downloaded."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "debs").symlink_to(Path.home() / ".cache" / "labfixtures" / "debs")
+    proc = subprocess.Popen([sys.executable, "-m", "labfixtures.cli", "image", "build", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LABFIXTURES_CACHE": str(cache)})
+    images = cache / "images"
+    deadline = time.monotonic() + 120
+    while not list(images.glob(".tiny-*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the build never made its work folder"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert [p.name for p in images.iterdir()] == [], out
