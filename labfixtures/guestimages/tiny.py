@@ -198,10 +198,14 @@ class TinyRecipe:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             root = Path(tmp)
             deb_extract(deb, root, ["./boot/vmlinuz-*"],
-                        optional=tuple(f"*/kernel/{p}.ko*" for p in MODULE_PATHS.values()))
+                        optional=("./boot/config-*",
+                                  *(f"*/kernel/{p}.ko*" for p in MODULE_PATHS.values())))
             vmlinuz = next(root.glob("boot/vmlinuz-*"))
             release = vmlinuz.name.removeprefix("vmlinuz-")
             modules = self._modules(root)
+            config = root / "boot" / f"config-{release}"
+            mp_table = not config.exists() or \
+                "# CONFIG_X86_MPPARSE is not set" not in config.read_text(errors="replace")
 
             progress.step("extracting vmlinux (PVH entry) from vmlinuz")
             extract_vmlinux(vmlinuz, out / "vmlinux")
@@ -228,7 +232,8 @@ class TinyRecipe:
             private_key=cache.private_key, public_key=cache.public_key(),
             packages={pkg: version, **host}, host_public_key=host_pub,
             facts={"kernel_release": release, "marker": MARKER,
-                   "modules": " ".join(m for m, _ in modules)},
+                   "modules": " ".join(m for m, _ in modules),
+                   "mp_table": "yes" if mp_table else "no"},
         )
 
     def _modules(self, root: Path) -> list[tuple[str, bytes]]:

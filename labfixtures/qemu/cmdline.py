@@ -43,6 +43,7 @@ TUNED_CMDLINE = ("quiet tsc=reliable no_timer_check cryptomgr.notests "
 #: enables: ~0.3 s per virtio-pci device under TCG. `pci=noacpi` routes INTx through the
 #: BIOS $PIR table instead (the virtio devices use MSI-X anyway); ACPI PCI hot-plug is off
 #: in such a guest (`tuned=False` brings it back). q35's _PRT is a static table: no need.
+#: Not for a kernel without MP-table code (`MachineSpec.mp_table`): it would see one CPU.
 PROFILE_CMDLINE = {"pc": "pci=noacpi"}
 
 
@@ -63,7 +64,7 @@ def disk_format(path: Path, given: str | None) -> str:
 def kernel_cmdline(spec: MachineSpec) -> str:
     words = [spec.cmdline]
     if spec.tuned:
-        words += [TUNED_CMDLINE, PROFILE_CMDLINE.get(spec.profile, "")]
+        words += [TUNED_CMDLINE, PROFILE_CMDLINE.get(spec.profile, "") if spec.mp_table else ""]
         if spec.tsc_khz:
             words.append(f"tsc_early_khz={spec.tsc_khz}")
     words.append(spec.append)

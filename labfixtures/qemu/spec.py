@@ -125,6 +125,10 @@ class MachineSpec:
     #: (the menu stays on: ESC pressed in time still opens it). True: the script's wait.
     boot_menu_wait: bool = False
     tuned: bool = True  # the TCG boot-speed kernel parameters of docs/host-facts.md
+    #: the guest kernel reads the MP table. One that cannot (Debian's cloud flavour) finds
+    #: its CPUs through ACPI only, so `pc` keeps ACPI's PCI routing (no `pci=noacpi`):
+    #: without it such a guest sees one CPU whatever `vcpus`. Taken from the image's facts.
+    mp_table: bool = True
     tsc_khz: int | None = None  # host TSC for tsc_early_khz (see accel.host_tsc_khz)
     rng: bool = True
     tb_size_mb: int | None = TB_SIZE_MB  # TCG only; None: QEMU's default (1 GiB)
@@ -148,6 +152,7 @@ class MachineSpec:
         On the `guide` profile an image with a disk boots it through its firmware (OVMF,
         then the disk's GRUB), as the guide's scripts do: no kernel is given."""
         disk = kw.pop("disk", image.disk)
+        kw.setdefault("mp_table", getattr(image, "facts", {}).get("mp_table") != "no")
         if kw.get("profile") == "guide" and image.disk is not None:
             return cls(name=name, disk=disk, **kw)
         return cls(name=name, kernel=image.kernel, initrd=image.initrd,

@@ -9,6 +9,7 @@ kernels that skipped when one is missing would prove nothing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
@@ -117,3 +118,25 @@ def test_the_next_vm_on_a_tap_may_have_another_host_key(lab_host, default_kernel
             names.append(name)
         assert name not in lab_host.known_hosts.read_text(), "the key left with its VM"
     assert names[0] == names[1]  # the same address: only the machine behind it changed
+
+
+def cloud_package() -> str:
+    """The kernel package Debian's `linux-image-cloud-amd64` depends on now: its kernel for
+    virtual machines, lz4-compressed and without MP-table code."""
+    _, depends = ImageCache().apt_candidate("linux-image-cloud-amd64")
+    m = re.search(r"linux-image-[0-9][^ ,()]*", depends)
+    assert m, f"no kernel in the dependencies of linux-image-cloud-amd64: {depends!r}"
+    return m.group(0)
+
+
+def test_the_cloud_flavour_boots_with_all_its_vcpus_on_pc(lab):
+    """The cloud kernel builds (an lz4 bzImage) and, on `pc` with 2 vCPUs, sees both: the
+    image says it cannot read the MP table, so the profile keeps ACPI's PCI routing."""
+    package = cloud_package()
+    cloud = kernels.build_tiny(package, progress=None)
+    assert cloud.facts["mp_table"] == "no", cloud.facts
+    lab.tap(TAPS[0])
+    vm = lab.vm("vm0", tap=TAPS[0], kernel=package, profile="pc", vcpus=2)
+    assert vm.run("uname -r", check=True).stdout.strip() == cloud.facts["kernel_release"]
+    assert vm.run("nproc", check=True).stdout.strip() == "2"
+    assert "pci=noacpi" not in vm.run("cat /proc/cmdline", check=True).stdout

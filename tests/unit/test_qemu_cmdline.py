@@ -164,6 +164,23 @@ def test_tuned_words_per_profile():
     assert "  " not in fast
 
 
+def test_a_kernel_without_mp_table_code_keeps_acpis_pci_routing_on_pc():
+    """Debian's cloud kernel finds its CPUs through ACPI only: with `pci=noacpi` a 2-vCPU
+    guest would see one. The image says so in its facts; from_image() carries it over."""
+    class Image:
+        kernel, initrd, disk, cmdline = Path("/k"), None, None, "console=ttyS0"
+        facts = {"mp_table": "no"}
+
+    cloud = MachineSpec.from_image("vm0", Image(), profile="pc", vcpus=2)
+    assert cloud.mp_table is False
+    assert "pci=noacpi" not in opt(build_argv(cloud, "tcg"), "-append")[0].split()
+    Image.facts = {"mp_table": "yes"}
+    generic = MachineSpec.from_image("vm0", Image(), profile="pc", vcpus=2)
+    assert "pci=noacpi" in opt(build_argv(generic, "tcg"), "-append")[0].split()
+    Image.facts = {}  # an image built before the fact existed: as before
+    assert MachineSpec.from_image("vm0", Image(), profile="pc").mp_table is True
+
+
 def test_untuned():
     append = opt(build_argv(spec(tuned=False), "tcg"), "-append")[0]
     assert append == "console=ttyS0"
