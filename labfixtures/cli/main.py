@@ -8,10 +8,10 @@ labfixtures.cli` and `python -m labfixtures.cli.main` are the same program.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from labfixtures.cli import checkpoint, clean, doctor, draw, grade, image, labs, qemu, regress
+from labfixtures.core import procs
 from labfixtures.errors import LabError
 
 EPILOG = """examples:
@@ -52,17 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # a SIGTERM (`kill`, a CI timeout) unwinds like Ctrl-C: what the command was making
-    # (an image's work folder, a lab half up) is undone by its own cleanup on the way out
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _sigterm)
+    # what the command was making (an image's work folder, a lab half up) is undone
+    procs.interrupt_on_sigterm()
     try:
         return int(args.func(args))
     except LabError as e:

@@ -27,6 +27,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def interrupt_on_sigterm() -> None:
+    """Make a SIGTERM (`kill`, a CI job's timeout) unwind like Ctrl-C, so that every
+    `finally` and context manager on the way out undoes what it made. Left alone if the
+    program already handles SIGTERM its own way."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def become_subreaper() -> None:
     """Adopt the daemons we start with --detach: when their parent exits they become our
     children, so we can reap them. Otherwise they stay zombies (`<defunct>` in `pgrep`)

@@ -4,12 +4,12 @@ the report header, marker checks at collection, and what a failed test's report 
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from labfixtures.core import procs
 from labfixtures.guestimages import CPU_SHARE_ENV
 from labfixtures.lab.labhost import reap
 from labfixtures.net.ovs import kernel_datapath_available
@@ -48,9 +48,7 @@ PER_TEST_FIXTURES = ("lab", "switch", "veth_host", "tap", "lab_file", "lab_vm",
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    # a SIGTERM (CI timeout, `kill`) tears labs down like Ctrl-C does
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _sigterm)
+    procs.interrupt_on_sigterm()  # a SIGTERM tears labs down like Ctrl-C does
     is_worker = hasattr(config, "workerinput")
     if is_worker:
         _share_cpus(config)
@@ -65,10 +63,6 @@ def _share_cpus(config: pytest.Config) -> None:
     A value set by the user is kept."""
     workers = int(getattr(config, "workerinput", {}).get("workercount") or 1)
     os.environ.setdefault(CPU_SHARE_ENV, str(max(1, (os.cpu_count() or 1) // workers)))
-
-
-def _sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt("SIGTERM")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
