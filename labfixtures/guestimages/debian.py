@@ -155,7 +155,7 @@ class DebianRecipe:
     def fingerprint(self, cache: ImageCache) -> dict[str, Any]:
         """Cheap: the recipe's fields, its source files, the kernel version APT offers."""
         try:
-            kernel = apt.apt_candidate("linux-image-amd64")[0]
+            kernel = cache.apt_candidate("linux-image-amd64")[0]  # memoized: apt-cache is 1.5 s
         except LabError:
             kernel = "unknown"
         files = [*(Path(m.__file__ or "") for m in (installer, rootfs, bzimage)), Path(__file__),
