@@ -37,7 +37,6 @@ from labfixtures.core.runner import run
 from labfixtures.errors import LabError
 from labfixtures.guestimages import apt, bzimage, rootfs
 from labfixtures.guestimages.apt import apt_download, deb_extract, require_installed
-from labfixtures.guestimages.bzimage import extract_vmlinux
 from labfixtures.guestimages.cache import GuestImage, ImageCache, Progress, source_digest
 from labfixtures.guestimages.rootfs import data_file, shared_libraries
 from labfixtures.qemu.spec import READY_MARKER
@@ -208,7 +207,7 @@ class TinyRecipe:
                 "# CONFIG_X86_MPPARSE is not set" not in config.read_text(errors="replace")
 
             progress.step("extracting vmlinux (PVH entry) from vmlinuz")
-            extract_vmlinux(vmlinuz, out / "vmlinux")
+            bzimage.extract_vmlinux(vmlinuz, out / "vmlinux")
 
         progress.step("collecting busybox, dropbear, ip and their libraries")
         img = Cpio()
