@@ -19,14 +19,14 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Any
-
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from typing import TYPE_CHECKING, Any
 
 from labfixtures.core import netns
 from labfixtures.errors import HostResourceError, LabError
 from labfixtures.net import rtnl
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 # <linux/if_tun.h>
 TUNSETIFF = 0x400454CA
@@ -122,13 +122,24 @@ def _gid(group: str | int | None) -> int | None:
         ) from None
 
 
+def _netlink_error() -> Any:  # type[NetlinkError]; pyroute2 is untyped
+    """pyroute2's NetlinkError; pyroute2 is loaded once a Netlink exists."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
+
+
 class Netlink:
     """rtnetlink, ioctls and sysctls bound to one network namespace (None: where we are)."""
 
     def __init__(self, ns: str | None) -> None:
         self.ns = ns
+        # imported here: pyroute2 loads all its families (0.2 s), which a process that
+        # opens no namespace (`labctl --help`, a grading run's parent) does without
+        from pyroute2 import IPRoute
+
         with netns.entered(ns):
-            self.ipr = IPRoute()
+            self.ipr: IPRoute = IPRoute()
             self._ioctl_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
     def close(self) -> None:
@@ -184,7 +195,7 @@ class Netlink:
             return False
         try:
             self.ipr.link("del", index=index)
-        except NetlinkError as e:
+        except _netlink_error() as e:
             if e.code != errno.ENODEV:
                 raise
             return False
@@ -251,7 +262,7 @@ class Netlink:
         try:
             self.ipr.addr("add", index=self.index(name), address=addr, prefixlen=int(plen),
                           family=family)
-        except NetlinkError as e:
+        except _netlink_error() as e:
             if e.code == errno.EEXIST:
                 raise LabError(f"address {cidr} is already on {name}", "remove the duplicate"
                                ) from None
