@@ -395,6 +395,8 @@ class Machine:
             self._stop_swtpm()
             return None
         pd = self.spec.powerdown_timeout if powerdown_timeout is None else powerdown_timeout
+        if self._qmp is not None:  # a hung or stopped QEMU answers no command: wait less
+            self._qmp.settimeout(quit_timeout)
         try:
             if proc.poll() is None and self._qmp is not None and pd > 0:
                 with contextlib.suppress(QmpError):

@@ -87,6 +87,13 @@ class QmpClient:
         except Exception as e:  # noqa: BLE001 - a broken connection, a timeout
             raise QmpError(name, str(e) or type(e).__name__, self.name) from e
 
+    def settimeout(self, timeout: float | None) -> None:
+        """Bound each later command by TIMEOUT seconds (a teardown waits less than 60 s
+        for a QEMU that no longer answers)."""
+        self.timeout = timeout
+        if self._qmp is not None:
+            self._qmp.settimeout(timeout)
+
     #: the name of the `Monitor` protocol the checkpoint code drives (same method)
     qmp = command
 
