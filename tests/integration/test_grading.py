@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from labfixtures.core import netns
-from labfixtures.grading import variants
+from labfixtures.grading import classrun, variants
+from labfixtures.grading import roster as rosters
 
 pytestmark = [pytest.mark.root, pytest.mark.vm]
 
@@ -185,6 +187,37 @@ def test_a_killed_run_resumes(tmp_path):
     # (other runs may create namespaces meanwhile: only ours have an `-eth0` router host)
     leftover = {n for n in set(netns.list_names()) - before if n.endswith("-m-eth0")}
     assert not leftover, leftover
+
+
+def test_students_with_the_same_vm_settings_share_its_booted_checkpoint(tmp_path):
+    """The first student's VM boots and is checkpointed as its boot ends; the next one with
+    the same settings comes up from that checkpoint, with the same grade (a damaged one
+    is told in the log and the VM boots instead)."""
+    correct = (CLASS / "students" / "alice.yaml").read_text()
+    store = tmp_path / "store"
+
+    def grade(students: dict[str, str], out: str) -> dict[str, tuple[str, float]]:
+        d = tmp_path / out
+        d.mkdir()
+        run = classrun.ClassRun(grading_file=GRADING_FILE, out=d / "out", jobs=1,
+                                students=rosters.read(roster(d, students)), timeout=120,
+                                pytest_args=["--lab-checkpoint-store", str(store)])
+        return {g.student: (g.status, g.score) for g in classrun.run_class(run, print)}
+
+    assert grade({"alice": correct, "ann": correct}, "a") == {
+        "alice": ("graded", 13), "ann": ("graded", 13)}
+    saved = [p for p in (store / ".auto" / "vm0").iterdir() if not p.name.startswith(".")]
+    assert len(saved) == 1, saved  # one VM setting, one checkpoint, saved by alice's run
+    # its memory unpacked to a file: only a restore does that, ann's
+    unpacked = list(saved[0].glob("memfile-*"))
+    assert unpacked, sorted(p.name for p in saved[0].iterdir())
+    for d in unpacked:
+        shutil.rmtree(d)
+    state = saved[0] / "state.qcow2"
+    state.write_bytes(state.read_bytes()[:4096])  # damaged: amy's VM must boot
+    assert grade({"amy": correct}, "b") == {"amy": ("graded", 13)}
+    log = (tmp_path / "b" / "out" / "amy" / "pytest.log").read_text()
+    assert "automatic checkpoint vm0@" in log and "unusable, booting" in log, log
 
 
 def test_per_student_variants_a_neighbours_lab_file_does_not_pass(tmp_path):
