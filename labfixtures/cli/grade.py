@@ -68,7 +68,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         out=Path(args.out), jobs=args.n, timeout=args.timeout,
         shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
         lang=args.lang, attach_key=Path(args.attach_key) if args.attach_key else None,
-        attach_netns=args.attach_netns)
+        attach_netns=args.attach_netns,
+        pytest_args=["--lab-no-checkpoints"] if args.no_checkpoints else [])
     # each student's result on stdout as before; the live line only on a terminal
     with StatusLine(sys.stdout) as line:
         grades = classrun.run_class(run, progress=line.note,
@@ -121,6 +122,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="show the hidden checks in feedback.md and results.json")
     g.add_argument("--lang", choices=("en", "fr"), default="en",
                    help="the feedback's language (default en)")
+    g.add_argument("--no-checkpoints", action="store_true",
+                   help="boot every student's VMs (by default a VM whose settings an "
+                        "earlier student had comes up from the checkpoint of that boot)")
     g.add_argument("--attach-key", metavar="PATH",
                    help="private key for ssh:// targets (or the password in "
                         "LABFIXTURES_ATTACH_PASSWORD); lab:NAME targets need none")
