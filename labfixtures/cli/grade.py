@@ -44,6 +44,11 @@ EXAMPLES = """examples:
 """
 
 
+def pytest_args(args: argparse.Namespace) -> list[str]:
+    """What each student's pytest gets from labctl grade's own options."""
+    return ["--lab-no-checkpoints"] if args.no_checkpoints else []
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     if args.what[0] == "merge" and not Path("merge").exists():
         if len(args.what) < 2:
@@ -69,7 +74,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         shard=roster.parse_shard(args.shard), regrade=args.regrade, reveal=args.reveal,
         lang=args.lang, attach_key=Path(args.attach_key) if args.attach_key else None,
         attach_netns=args.attach_netns,
-        pytest_args=["--lab-no-checkpoints"] if args.no_checkpoints else [])
+        pytest_args=pytest_args(args))
     # each student's result on stdout as before; the live line only on a terminal
     with StatusLine(sys.stdout) as line:
         grades = classrun.run_class(run, progress=line.note,

@@ -68,3 +68,21 @@ def test_a_hang_and_a_crash_stop_no_one_and_a_second_run_resumes(tmp_path):
     classrun.run_class(run, progress=lines.append)
     assert json.loads((tmp_path / "out" / "ok" / "grade.json").read_text())["started"] \
         != before
+
+
+def test_no_checkpoints_reaches_each_students_pytest(tmp_path):
+    """`labctl grade --no-checkpoints` becomes `--lab-no-checkpoints` on every student's
+    pytest command line (the flag `booted_vm` reads), and is absent by default."""
+    from labfixtures.cli import grade as grade_cli
+    from labfixtures.cli.main import build_parser
+
+    def argv(*flags: str) -> list[str]:
+        args = build_parser().parse_args(["grade", "g.py", "--roster", "r.csv", "--out",
+                                          str(tmp_path), *flags])
+        run = classrun.ClassRun(grading_file=tmp_path / "g.py", students=[],
+                                out=tmp_path, pytest_args=grade_cli.pytest_args(args))
+        s = roster.Student("ann", "Ann", "ann.yaml", tmp_path / "ann.yaml")
+        return classrun.command(run, s, tmp_path / "ann")
+
+    assert "--lab-no-checkpoints" in argv("--no-checkpoints")
+    assert "--lab-no-checkpoints" not in argv()
