@@ -88,10 +88,8 @@ def tap_user(tap: str, netns: str | None) -> int | None:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        for a in args:
-            for opt in a.decode(errors="replace").split(","):
-                if opt == f"ifname={tap}":
-                    return pid
+        if any(f"ifname={tap}" in a.decode(errors="replace").split(",") for a in args):
+            return pid
     return None
 
 
@@ -397,6 +395,7 @@ class Machine:
         pd = self.spec.powerdown_timeout if powerdown_timeout is None else powerdown_timeout
         if self._qmp is not None:  # a hung or stopped QEMU answers no command: wait less
             self._qmp.settimeout(quit_timeout)
+        signals = [(signal.SIGTERM, term_timeout), (signal.SIGKILL, 10.0)]
         try:
             if proc.poll() is None and self._qmp is not None and pd > 0:
                 with contextlib.suppress(QmpError):
@@ -404,11 +403,14 @@ class Machine:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(pd)
             if proc.poll() is None and self._qmp is not None:
-                with contextlib.suppress(QmpError):
+                try:
                     self._qmp.command("quit")
+                except QmpError as e:  # unanswered: the main loop that would act on
+                    if isinstance(e.__cause__, TimeoutError):  # SIGTERM is stuck too
+                        signals = signals[1:]
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(quit_timeout)
-            for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 10.0)):
+                    proc.wait(quit_timeout if len(signals) == 2 else 0.1)
+            for sig, wait in signals:
                 if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
                         proc.send_signal(sig)

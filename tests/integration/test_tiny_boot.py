@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -156,4 +158,21 @@ def test_boot_restarts_a_stalled_machine_once_then_fails(tiny, private_ns, tmp_p
     assert not e.value.stopped
     assert (tmp_path / "stall.serial.log.1").exists()
     assert not m.running
+    assert netns.pids(private_ns) == []
+
+
+def test_a_frozen_qemu_is_killed_without_waiting_for_sigterm(tiny, private_ns, tmp_path):
+    """A QEMU that does not answer `quit` has its main loop stuck, so SIGTERM (handled by
+    that loop) would not end it either: stop() sends SIGKILL once `quit` times out. With
+    a 60 s SIGTERM wait, the old order took over a minute."""
+    spec = MachineSpec.from_image("frozen", tiny, profile="fast", nics=[])
+    m = Machine(spec, tmp_path, netns=private_ns).start()
+    pid = m.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    began = time.monotonic()
+    rc = m.stop(quit_timeout=2.0, term_timeout=60.0)
+    took = time.monotonic() - began
+    assert rc == -signal.SIGKILL
+    assert took < 30, f"stop() took {took:.1f} s: it waited for SIGTERM"
     assert netns.pids(private_ns) == []
