@@ -18,8 +18,9 @@ Timings are reported, never asserted (docs/host-facts.md).
 --tb-sizes boots each profile with each TCG translation-cache size (MiB, `default`: QEMU's
 own, 1 GiB), interleaved like the profiles. --rss S: S seconds after SSH answered, QEMU's
 memory from /proc/PID/smaps: RSS, PSS and what they hold (guest RAM, the TCG code buffer,
-other anonymous memory, mapped files: the kernel and initramfs images, QEMU and its
-libraries; the files are shared page cache between VMs). --balloon adds virtio-balloon
+other anonymous memory, mapped files: `boot_files` the kernel and initramfs images, which
+QEMU keeps mapped to load them again at a reset, `qemu_files` QEMU and its libraries; the
+files are page cache shared between VMs). --balloon adds virtio-balloon
 with free page reporting.
 
 --peer also boots the same kernel (the tiny image's `vmlinux`) with virtme-ng to a command,
@@ -86,10 +87,10 @@ def make_tap(ns: str, name: str, multi_queue: bool = False) -> None:
     runner.run(["ip", "link", "set", name, "up"], netns=ns)
 
 
-MEM_PARTS = ("rss", "pss", "guest_ram", "tcg_code", "other_anon", "files")
+MEM_PARTS = ("rss", "pss", "guest_ram", "tcg_code", "other_anon", "boot_files", "qemu_files")
 
 
-def memory_mib(pid: int, ram_mb: int) -> dict[str, float]:
+def memory_mib(pid: int, ram_mb: int, boot_files: tuple[str, ...] = ()) -> dict[str, float]:
     """QEMU's RSS and PSS in MiB, and the RSS of what holds it (see the module's doc)."""
     out = dict.fromkeys(MEM_PARTS, 0.0)
     maps: list[dict[str, Any]] = []
@@ -108,7 +109,8 @@ def memory_mib(pid: int, ram_mb: int) -> dict[str, float]:
     for m in maps:
         out["rss"] += m.get("Rss", 0)
         out["pss"] += m.get("Pss", 0)
-        part = ("files" if m["name"].startswith("/") else "tcg_code" if m["perm"] == "rwxp"
+        part = ("boot_files" if m["name"] in boot_files else
+                "qemu_files" if m["name"].startswith("/") else "tcg_code" if m["perm"] == "rwxp"
                 else "guest_ram" if m is ram and m["size"] >= ram_mb << 20 else "other_anon")
         out[part] += m.get("Rss", 0)
     return out
@@ -141,7 +143,8 @@ def one_boot(img: guestimages.GuestImage, profile: str, net: str, run_dir: Path,
             ready = time.monotonic() - t0
         if rss_after > 0 and m.pid is not None:
             time.sleep(rss_after)
-            mem = memory_mib(m.pid, memory)
+            mem = memory_mib(m.pid, memory, tuple(str(f) for f in (img.kernel, img.initrd)
+                                                  if f is not None))
     return marker, ready, mem
 
 
@@ -352,7 +355,7 @@ def main() -> int:
         print("virtme-ng: no run printed the marker (see above)")
     if any(mems.values()):
         print(f"\nQEMU memory {args.rss:g} s after SSH ready, MiB (medians; -m {memory}"
-              f"{', balloon' if args.balloon else ''}; files = shared page cache):")
+              f"{', balloon' if args.balloon else ''}; files: shared page cache):")
         lw = max(12, *(len(v) + 1 for v in label.values()))
         print(f"{'variant':<{lw}}" + "".join(f"{k:>11}" for k in MEM_PARTS))
         for variant, ms in mems.items():
