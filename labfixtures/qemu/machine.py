@@ -387,7 +387,7 @@ class Machine:
 
     def stop(self, powerdown_timeout: float | None = None, quit_timeout: float = 3.0,
              term_timeout: float = 3.0) -> int | None:
-        """Graceful first (ACPI powerdown if asked, then QMP quit), then SIGTERM, SIGKILL."""
+        """ACPI powerdown if asked, QMP quit, then SIGTERM (not if quit hung) and SIGKILL."""
         proc = self.proc
         if proc is None:
             self._stop_swtpm()
