@@ -26,7 +26,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,6 +223,13 @@ def _wait_restored(vm: VM, cp: Checkpoint, timeout: float) -> None:
     _check_restored(vm, cp)
     assert vm.machine is not None
     vm.boot_seconds = vm.machine.uptime()
+    set_clock(vm.run)
+
+
+def set_clock(run: Callable[[str], object]) -> None:
+    """A restored guest's clock goes on from the time of the save: set it to the host's,
+    to the second (busybox's `date` takes whole seconds), through RUN (a guest command)."""
+    run(f"date -u -s @{round(time.time())} >/dev/null 2>&1")
 
 
 def restore_into(lab: Lab, name: str, tag: str, *, store: CheckpointStore | None = None,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from labfixtures import guestimages
 from labfixtures.checkpoint.manifest import check_name
-from labfixtures.checkpoint.operations import RunningVm, restore, save_running
+from labfixtures.checkpoint.operations import RunningVm, restore, save_running, set_clock
 from labfixtures.checkpoint.store import Checkpoint, CheckpointStore
 from labfixtures.core import netns, procs
 from labfixtures.errors import CheckpointError, LabError
@@ -108,8 +108,9 @@ def restore_lab_vm(lab: str, name: str, tag: str, *, store: CheckpointStore | No
     restore(vm, tag, store=store, source=source, wait=False)
     ready = None
     with contextlib.suppress(LabError, OSError):
-        with host.ssh_client(name).connect(deadline=timeout):
+        with host.ssh_client(name).connect(deadline=timeout) as c:
             ready = vm.machine.uptime() if vm.machine is not None else None
+            set_clock(c.run)
     with contextlib.suppress(LabError, OSError, ValueError):
         host.record_vm(vm)  # keep `labctl status` right (the new QEMU's pid)
     return ready if ready is not None else time.monotonic() - t0

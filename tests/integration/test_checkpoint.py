@@ -75,6 +75,7 @@ def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, 
     table1(lab)
     vm = lab.vm("vm0", tap=2, addresses=[VM_ADDR], gateway=GATEWAY)
     vm.run("echo before > /root/kept", check=True)
+    vm.run("date -u -s @1000000000", check=True)  # 2001: the restore must set it to now
     pid_before = vm.machine.pid
 
     cp = ck.save(vm, "step1", store=store)
@@ -87,6 +88,8 @@ def test_a_file_written_before_the_save_is_back_and_a_later_change_is_gone(lab, 
     ck.restore(vm, "step1", store=store)
     assert vm.machine.pid != pid_before
     assert vm.run("cat /root/kept", check=True).stdout == "before\n"
+    guest_now = int(vm.run("date -u +%s", check=True).stdout)
+    assert abs(guest_now - time.time()) < 5, f"the guest's clock says {guest_now}"
     assert not vm.run("test -e /root/later").ok, "a change made after the save survived"
     # same MAC on the same tap
     argv = vm.machine.cmdline_file.read_text()
@@ -390,7 +393,8 @@ def test_labctl_checkpoint_of_a_persistent_lab(tmp_path):
     up = labctl("up", str(SEED), "--name", name)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert labctl("ssh", name, "vm0", "--", "echo before > /root/kept").returncode == 0
+        assert labctl("ssh", name, "vm0", "--", "echo before > /root/kept; "
+                      "date -u -s @1000000000").returncode == 0  # set to now by the restore
         saved = labctl("checkpoint", "save", name, "vm0", "s1", *store)
         assert saved.returncode == 0, saved.stdout + saved.stderr
         again = labctl("checkpoint", "save", name, "vm0", "s1", *store)
@@ -401,6 +405,8 @@ def test_labctl_checkpoint_of_a_persistent_lab(tmp_path):
         assert back.returncode == 0, back.stdout + back.stderr
         out = labctl("ssh", name, "vm0", "--", "cat /root/kept; test -e /root/x || echo gone")
         assert out.stdout == "before\ngone\n", out.stdout + out.stderr
+        clock = labctl("ssh", name, "vm0", "--", "date -u +%s")
+        assert abs(int(clock.stdout) - time.time()) < 5, clock.stdout + clock.stderr
         assert "VM vm0: running" in labctl("status", name).stdout
         listed = json.loads(labctl("checkpoint", "list", "--json", *store).stdout)
         assert [(c["vm"], c["tag"], c["lab"]) for c in listed] == [("vm0", "s1", f"lf-{name}")]
