@@ -370,7 +370,12 @@ def main() -> int:
 
     json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
     json_path.write_text(json.dumps(report, indent=1))
-    draw(report, png_path)
+    try:
+        draw(report, png_path)
+    except ModuleNotFoundError as e:  # the figures are in the JSON and printed below
+        print(f"no {png_path.name}: {e.name} is missing (`ci/setup --bench` installs it "
+              "in .venv-bench)", file=sys.stderr)
+        png_path = None
 
     print(f"\nveth hosts, medians of {args.runs} (min-max), seconds; load at start "
           f"{report['load_start']:.1f}")
@@ -398,7 +403,7 @@ def main() -> int:
                   f"{m['rss_mib']['median']:>10.0f}/{m['rss_mib']['max']:<7.0f}"
                   f"{m['anon_mib']['median']:>10.0f}{m['pss_mib']['median']:>13.0f}"
                   f"{m['avail_drop_mib_per_vm']['median']:>15.0f}{m['load']['median']:>7.1f}")
-    print(f"\nwrote {json_path} and {png_path}")
+    print(f"\nwrote {json_path}" + (f" and {png_path}" if png_path else ""))
     return 0
 
 
