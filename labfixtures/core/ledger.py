@@ -2,7 +2,8 @@
 
 This is the `on_exit` pattern of Open vSwitch's own test suite. `close()` undoes every
 entry last-in first-out, even if some fail, and then raises one error naming each failure;
-Ctrl-C is held until the teardown ends, so a second Ctrl-C cannot leave half a lab.
+Ctrl-C and SIGTERM are held until the teardown ends, so a second one cannot leave half a
+lab.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Ledger:
         """Undo everything, even if some steps fail; then raise one error naming them."""
         self._closed = True
         failures: list[str] = []
-        with sigint_deferred():
+        with interrupts_deferred():
             while self._entries:
                 entry = self._entries.pop()
                 try:
@@ -62,24 +63,27 @@ class Ledger:
 
 
 @contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so a second Ctrl-C cannot leave half a lab."""
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, so that a second one (an impatient
+    user; a CI timeout's SIGTERM to a whole pytest-xdist run, which the controller also
+    passes on) cannot leave half a lab. Each held signal is raised again at the end."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[tuple[int, FrameType | None]] = []
+    pending: set[int] = set()
 
     def hold(signum: int, frame: FrameType | None) -> None:
-        pending.append((signum, frame))
+        pending.add(signum)
 
     try:
-        old = signal.signal(signal.SIGINT, hold)
+        old = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
-        if pending:
-            raise KeyboardInterrupt
+        for held, handler in old.items():
+            signal.signal(held, handler)
+        for signum in sorted(pending):
+            signal.raise_signal(signum)

@@ -3,10 +3,11 @@ terminate-then-kill with a grace period (ovs-vswitchd sometimes needs ~1 s on SI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 def start_time(pid: int) -> int | None:
@@ -27,16 +28,42 @@ def alive(pid: int) -> bool:
         return False
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt("SIGTERM")
+def children(pid: int | None = None) -> list[int]:
+    """The live child processes of PID (this process by default), from /proc."""
+    parent = os.getpid() if pid is None else pid
+    found = []
+    for p in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if int(ppid) == parent and state != "Z":
+            found.append(int(p))
+    return found
 
 
-def interrupt_on_sigterm() -> None:
+def interrupt_on_sigterm(forward_to: Callable[[], Iterable[int]] | None = None) -> None:
     """Make a SIGTERM (`kill`, a CI job's timeout) unwind like Ctrl-C, so that every
-    `finally` and context manager on the way out undoes what it made. Left alone if the
-    program already handles SIGTERM its own way."""
+    `finally` and context manager on the way out undoes what it made. With FORWARD_TO
+    (pytest-xdist's workers: their labs are theirs to undo), the first SIGTERM is passed on
+    to the processes it gives and this one goes on, to hear them wind down at their own
+    pace; a second SIGTERM interrupts it too. Left alone if the program already handles
+    SIGTERM its own way."""
+    forwarded = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        nonlocal forwarded
+        pids = [] if forwarded or forward_to is None else list(forward_to())
+        if not pids:
+            raise KeyboardInterrupt("SIGTERM")
+        forwarded = True
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def become_subreaper() -> None:

@@ -48,13 +48,21 @@ PER_TEST_FIXTURES = ("lab", "switch", "veth_host", "tap", "lab_file", "lab_vm",
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    procs.interrupt_on_sigterm()  # a SIGTERM tears labs down like Ctrl-C does
     is_worker = hasattr(config, "workerinput")
+    # a SIGTERM tears labs down like Ctrl-C does; an xdist controller passes it on to its
+    # workers and waits for them (xdist would kill a worker still undoing its lab)
+    procs.interrupt_on_sigterm(None if is_worker else lambda: _xdist_workers(config))
     if is_worker:
         _share_cpus(config)
     if not is_worker and not config.getoption("--lab-no-reap") and os.geteuid() == 0:
         config.stash[REAPED] = reap()
     config.stash[ATTACH] = attach.read_options(config)
+
+
+def _xdist_workers(config: pytest.Config) -> list[int]:
+    """The pids of this controller's xdist workers: its children (it starts no lab and no
+    other process), if it runs xdist at all."""
+    return procs.children() if config.pluginmanager.hasplugin("dsession") else []
 
 
 def _share_cpus(config: pytest.Config) -> None:

@@ -183,3 +183,56 @@ def test_reaper_spares_a_live_lab_whose_name_looks_like_a_host(tmp_path):
         assert cp.returncode == 0, cp.stdout + cp.stderr
         assert netns.exists(lab.ns)
         assert lab.ovs.vsctl("list-br").split() == ["sw0"]  # its OVS still answers
+
+
+XDIST_CHILD = '''
+import os, time
+from pathlib import Path
+import pytest
+
+@pytest.fixture
+def slow_to_undo():
+    yield
+    time.sleep(6)  # undone before the lab, as a VM that takes its time to power off
+
+def test_a(lab, switch, veth_host, slow_to_undo):
+    veth_host("h1", switch, tag=2, addresses=["192.0.2.1/24"])
+    Path(os.environ["LF_MARKER"], "a").write_text(lab.labid)
+    time.sleep(120)
+
+def test_b(lab, switch, veth_host, slow_to_undo):
+    veth_host("h1", switch, tag=2, addresses=["192.0.2.1/24"])
+    Path(os.environ["LF_MARKER"], "b").write_text(lab.labid)
+    time.sleep(120)
+'''
+
+
+def test_sigterm_to_an_xdist_run_tears_every_workers_lab_down(tmp_path):
+    """`kill PID` of a `pytest -n 2` (its controller only, not its process group): the
+    controller passes the SIGTERM on to its workers and waits while they undo their labs.
+    Before, the controller stopped at once and xdist killed its workers 10 s later, in
+    the middle of a teardown this long (a fixture taking 6 s, then the lab)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (tmp_path / "test_xdist_child.py").write_text(XDIST_CHILD)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+         "--dist", "load", str(tmp_path / "test_xdist_child.py")],
+        cwd=tmp_path, env=child_env("f66f66", LF_MARKER=str(markers)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(markers.iterdir())) < 2 and time.monotonic() < deadline \
+                and child.poll() is None:
+            time.sleep(0.05)
+        assert len(mine("f66f66")) >= 2, "both workers' labs should be up"
+        child.send_signal(signal.SIGTERM)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            kill(child)
+    assert mine("f66f66") == [], "a worker's lab outlived the SIGTERM"
+    daemons = subprocess.run(["pgrep", "-af", "lf-f66f66-"], capture_output=True, text=True)
+    assert daemons.stdout == "", f"processes of its labs are left: {daemons.stdout}"
+    assert not any(Path("/run/labfixtures").glob("lf-f66f66-*"))
+    assert "keyboard-interrupt" in out, out  # each worker said it was interrupted

@@ -1,5 +1,8 @@
 """Naming, lab-id validation and the ledger's order (pure logic, no root needed)."""
 
+import os
+import signal
+
 import pytest
 
 from labfixtures.errors import LabError
@@ -58,6 +61,27 @@ def test_ledger_runs_every_undo_and_reports_all_failures():
         ledger.close()
     assert done == ["last", "first"]
     assert "labctl clean" in e.value.remedy
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_undo_waits_for_its_end(sig):
+    """Ctrl-C or SIGTERM (a second one, while a run is already stopping) must not leave
+    half a lab: both are held until the last undo, then raised again."""
+    done = []
+    ledger = Ledger()
+    ledger.push("first", lambda: done.append("first"))
+    ledger.push("signalled", lambda: (os.kill(os.getpid(), sig), done.append("signalled")))
+    old = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ledger.close()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert done == ["signalled", "first"]
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def test_closed_ledger_refuses_new_entries():
