@@ -10,37 +10,33 @@ import time
 from collections.abc import Callable, Iterable
 
 
-def start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, first);
+    [] if there is no such process."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), or None."""
+    fields = _stat(pid)
+    return int(fields[19]) if len(fields) > 19 else None
 
 
 def alive(pid: int) -> bool:
     """Running and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 def children(pid: int | None = None) -> list[int]:
     """The live child processes of PID (this process by default), from /proc."""
-    parent = os.getpid() if pid is None else pid
-    found = []
-    for p in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
-        except (OSError, ValueError):
-            continue
-        if int(ppid) == parent and state != "Z":
-            found.append(int(p))
-    return found
+    parent = str(os.getpid() if pid is None else pid)
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()
+            and (f := _stat(p))[1:2] == [parent] and f[0] != "Z"]
 
 
 def interrupt_on_sigterm(forward_to: Callable[[], Iterable[int]] | None = None) -> None:
